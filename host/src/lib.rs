@@ -1,0 +1,19 @@
+//! gateway-host: one upstream gateway link, fanned out to browsers, with every policy
+//! decision taken by a hot-swappable WebAssembly component.
+//!
+//! Module map (one concept each):
+//! * [`policy`]: the wasmtime runtime, the four policy slots, hot swap and rollback.
+//! * [`link`]: the single upstream WebSocket link (link protocol v1).
+//! * [`bus`]: in-process publication of upstream events.
+//! * [`admin`]: the operator listener (component management).
+//! * [`metrics`]: Prometheus metrics.
+//! * [`config`]: configuration from file and environment.
+//! * [`cli`]: the command line.
+
+pub mod admin;
+pub mod bus;
+pub mod cli;
+pub mod config;
+pub mod link;
+pub mod metrics;
+pub mod policy;

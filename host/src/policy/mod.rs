@@ -1,0 +1,1 @@
+//! The policy runtime (work in progress).

@@ -1,0 +1,1 @@
+//! Link protocol v1 wire types (see docs/link-protocol.md).
