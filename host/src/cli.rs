@@ -1,8 +1,184 @@
-//! The command line (work in progress).
+//! The command line: `serve`, and `component check|load`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::policy::{ComponentVersion, SlotKind};
+
+/// gateway-host: one upstream Discord gateway link, fanned out to browsers, with
+/// hot-swappable WebAssembly policy components.
+#[derive(Debug, Parser)]
+#[command(name = "gateway-host", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format (filter with RUST_LOG, default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "GATEWAY_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the host (listeners on GATEWAY_HTTP_ADDR and GATEWAY_ADMIN_ADDR).
+    Serve {
+        /// TOML configuration file (see docs/configuration.md); the environment overrides it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check or hot-load a policy component.
+    #[command(subcommand)]
+    Component(ComponentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ComponentCommand {
+    /// Validate a component offline: compile, world check, instantiate, init.
+    Check {
+        /// Slot: event-router, rate-limiter, command-validator or voice-filter.
+        #[arg(long)]
+        slot: SlotKind,
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Configuration file whose slot settings are handed to `init`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Hot-load a component into a running host through its admin API.
+    Load {
+        /// Slot: event-router, rate-limiter, command-validator or voice-filter.
+        #[arg(long)]
+        slot: SlotKind,
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Admin listener of the running host.
+        #[arg(long, env = "GATEWAY_ADMIN_ADDR", default_value = crate::config::DEFAULT_ADMIN_ADDR)]
+        admin_addr: String,
+        /// Admin token of the running host.
+        #[arg(long, env = "GATEWAY_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+    },
+}
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => {
+            let config = Config::load(config.as_deref())?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(crate::server::serve(
+                config,
+                crate::server::shutdown_signal(),
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Component(ComponentCommand::Check { slot, file, config }) => {
+            check(slot, &file, config)
+        }
+        Command::Component(ComponentCommand::Load {
+            slot,
+            file,
+            admin_addr,
+            admin_token,
+        }) => load(slot, &file, &admin_addr, &admin_token),
+    }
+}
+
+fn check(
+    slot: SlotKind,
+    file: &std::path::Path,
+    config: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config.as_deref())?;
+    let bytes =
+        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let runtime = crate::policy::runtime::PolicyRuntime::new(config.policy.limits.clone())?;
+    match ComponentVersion::load(
+        &runtime,
+        slot,
+        &bytes,
+        config.slot(slot).config,
+        file.display().to_string(),
+    ) {
+        Ok(version) => {
+            println!(
+                "ok: {} implements {slot} (sha256 {}, {} bytes)",
+                file.display(),
+                version.sha256(),
+                bytes.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("refused: {} for slot {slot}: {e}", file.display());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn load(
+    slot: SlotKind,
+    file: &std::path::Path,
+    admin_addr: &str,
+    token: &str,
+) -> anyhow::Result<ExitCode> {
+    let bytes =
+        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let base = if admin_addr.contains("://") {
+        admin_addr.to_string()
+    } else {
+        format!("http://{admin_addr}")
+    };
+    let url = format!("{}/admin/components/{slot}", base.trim_end_matches('/'));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .put(&url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/wasm")
+        .send(&bytes[..])
+        .map_err(|e| anyhow::anyhow!("cannot reach the admin API at {url}: {e}"))?;
+    let status = response.status();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    println!("{body}");
+    if status.is_success() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("load refused ({status})");
+        Ok(ExitCode::from(1))
+    }
 }

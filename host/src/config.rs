@@ -1,1 +1,233 @@
-//! config (work in progress).
+//! Configuration: an optional TOML file (`--config`), overridden by environment variables.
+//!
+//! Environment: `GATEWAY_HTTP_ADDR`, `GATEWAY_ADMIN_ADDR`, `GATEWAY_ADMIN_TOKEN`,
+//! `GATEWAY_COMPONENTS_DIR`. See `docs/configuration.md` for the file format.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::policy::buckets::BucketLimits;
+use crate::policy::{FailurePolicy, PolicySettings, RuntimeLimits, SlotKind, SlotSettings};
+
+/// Default public listener.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+/// Default admin listener.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9091";
+
+/// A secret that never shows in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for comparison or use on the wire only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison with a presented value.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The resolved configuration of a host.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// Required for every admin request; without it the admin API refuses everything.
+    pub admin_token: Option<Secret>,
+    /// Directory watched for `<slot>.wasm` files.
+    pub components_dir: Option<PathBuf>,
+    /// Largest component accepted by the admin API, in bytes.
+    pub max_component_bytes: usize,
+    pub policy: PolicySettings,
+}
+
+/// The TOML file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    http_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    components_dir: Option<PathBuf>,
+    max_component_mib: Option<usize>,
+    policy: PolicyFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+struct PolicyFile {
+    limits: RuntimeLimits,
+    max_buckets: Option<usize>,
+    slots: HashMap<SlotKind, SlotFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct SlotFile {
+    failure: Option<FailurePolicy>,
+    /// Handed to the component's `init`; non-string values are passed as their TOML text.
+    config: BTreeMap<String, toml::Value>,
+}
+
+impl Config {
+    /// Read `path` (if any), then apply the environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let file = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config file {}", p.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("parsing config file {}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        Self::from_file(file, |name| {
+            std::env::var(name).ok().filter(|v| !v.is_empty())
+        })
+    }
+
+    fn from_file(file: FileConfig, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let addr = |var: &str,
+                    from_file: Option<SocketAddr>,
+                    default: &str|
+         -> anyhow::Result<SocketAddr> {
+            match env(var) {
+                Some(v) => v.parse().with_context(|| {
+                    format!("{var}={v:?} is not a socket address like 127.0.0.1:8080")
+                }),
+                None => Ok(
+                    from_file.unwrap_or_else(|| default.parse().expect("valid default address"))
+                ),
+            }
+        };
+        let mut policy = PolicySettings {
+            limits: file.policy.limits,
+            ..Default::default()
+        };
+        if let Some(max) = file.policy.max_buckets {
+            policy.buckets = BucketLimits {
+                max_buckets: max,
+                ..BucketLimits::default()
+            };
+        }
+        for (kind, slot) in file.policy.slots {
+            let config = slot
+                .config
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect();
+            policy.slots.insert(
+                kind,
+                SlotSettings {
+                    failure: slot.failure.unwrap_or(kind.default_failure_policy()),
+                    config,
+                },
+            );
+        }
+        Ok(Config {
+            http_addr: addr("GATEWAY_HTTP_ADDR", file.http_addr, DEFAULT_HTTP_ADDR)?,
+            admin_addr: addr("GATEWAY_ADMIN_ADDR", file.admin_addr, DEFAULT_ADMIN_ADDR)?,
+            admin_token: env("GATEWAY_ADMIN_TOKEN").map(Secret::new),
+            components_dir: env("GATEWAY_COMPONENTS_DIR")
+                .map(PathBuf::from)
+                .or(file.components_dir),
+            max_component_bytes: file
+                .max_component_mib
+                .unwrap_or(64)
+                .saturating_mul(1024 * 1024),
+            policy,
+        })
+    }
+
+    /// The configuration of one slot (its defaults unless the file says otherwise).
+    pub fn slot(&self, kind: SlotKind) -> SlotSettings {
+        self.policy
+            .slots
+            .get(&kind)
+            .cloned()
+            .unwrap_or_else(|| SlotSettings::defaults(kind))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_and_env_combine() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            admin-addr = "127.0.0.1:9999"
+            [policy.limits]
+            call-timeout-ms = 7
+            [policy.slots.rate-limiter]
+            failure = "fail-open"
+            config = { burst = 3, key = "user" }
+            "#,
+        )
+        .expect("valid toml");
+        let config = Config::from_file(file, |name| {
+            (name == "GATEWAY_HTTP_ADDR").then(|| "127.0.0.1:1234".into())
+        })
+        .expect("valid config");
+        assert_eq!(config.http_addr.port(), 1234);
+        assert_eq!(config.admin_addr.port(), 9999);
+        assert_eq!(config.policy.limits.call_timeout_ms, 7);
+        let limiter = config.slot(SlotKind::RateLimiter);
+        assert_eq!(limiter.failure, FailurePolicy::FailOpen);
+        assert_eq!(
+            limiter.config,
+            vec![
+                ("burst".to_string(), "3".to_string()),
+                ("key".to_string(), "user".to_string())
+            ]
+        );
+        assert_eq!(
+            config.slot(SlotKind::EventRouter).failure,
+            FailurePolicy::FailOpen
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_addresses_are_errors() {
+        assert!(toml::from_str::<FileConfig>("nonsense = 1").is_err());
+        let err = Config::from_file(FileConfig::default(), |n| {
+            (n == "GATEWAY_ADMIN_ADDR").then(|| "nope".into())
+        })
+        .expect_err("bad address");
+        assert!(err.to_string().contains("GATEWAY_ADMIN_ADDR"));
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(s.matches("hunter2") && !s.matches("hunter3") && !s.matches(""));
+    }
+}

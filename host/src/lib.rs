@@ -6,14 +6,18 @@
 //! * [`link`]: the single upstream WebSocket link (link protocol v1).
 //! * [`bus`]: in-process publication of upstream events.
 //! * [`admin`]: the operator listener (component management).
+//! * [`server`]: running a host: listeners, watcher, shutdown.
+//! * [`api_error`]: the JSON error shape shared by every route.
 //! * [`metrics`]: Prometheus metrics.
 //! * [`config`]: configuration from file and environment.
 //! * [`cli`]: the command line.
 
 pub mod admin;
+pub mod api_error;
 pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod link;
 pub mod metrics;
 pub mod policy;
+pub mod server;

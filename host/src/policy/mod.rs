@@ -1,1 +1,32 @@
-//! The policy runtime (work in progress).
+//! The policy runtime: four WebAssembly component slots, sandboxed and hot-swappable.
+//!
+//! * [`runtime`]: the wasmtime engine, linker (WASI p2 sandbox + `log`) and epoch ticker.
+//! * [`version`]: one loaded component version: checks, warm instances, bounded calls.
+//! * [`slot`]: the live version of one world, atomic swap and rollback.
+//! * [`policies`]: the four slots with typed calls and failure policies.
+//! * [`buckets`]: rate-limit state kept by the host across swaps.
+//! * [`watch`]: hot-loading from a components directory.
+//!
+//! The contract with component authors is the WIT package in `wit/`.
+
+pub mod bindings;
+pub mod buckets;
+pub mod defaults;
+pub mod executor;
+pub mod limits;
+pub mod policies;
+pub mod runtime;
+pub mod slot;
+pub mod slot_kind;
+pub mod store_data;
+pub mod version;
+pub mod watch;
+
+pub use bindings::types;
+pub use limits::RuntimeLimits;
+pub use policies::{
+    LimitOutcome, Policies, PolicySettings, RouteDecision, Validation, Verdict, VoiceDecision,
+};
+pub use slot::{PolicySlot, Rejection, SlotInfo, SlotSettings};
+pub use slot_kind::{FailurePolicy, SlotKind};
+pub use version::{CallFailure, ComponentVersion, LoadError, VersionInfo};

@@ -1,0 +1,87 @@
+//! The wasmtime engine shared by every slot: configuration, linker and epoch ticker.
+//!
+//! One [`Engine`] and one [`Linker`] serve all four worlds (their imports are the same: WASI
+//! p2, sandboxed, plus the host's `log`). Calls are bounded by epoch interruption, which is
+//! far cheaper than fuel: a background thread advances the epoch every [`EPOCH_TICK`] and
+//! each call sets its deadline in ticks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings;
+use super::limits::{EPOCH_TICK, RuntimeLimits};
+use super::store_data::StoreData;
+
+/// Engine, linker and limits; cheap to clone.
+#[derive(Clone)]
+pub struct PolicyRuntime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<StoreData>,
+    limits: RuntimeLimits,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl PolicyRuntime {
+    /// Build the engine and linker and start the epoch ticker.
+    pub fn new(limits: RuntimeLimits) -> anyhow::Result<PolicyRuntime> {
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::<StoreData>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::log::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |s| s)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), ticker_stop.clone())?;
+        Ok(PolicyRuntime {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                limits,
+                ticker_stop,
+            }),
+        })
+    }
+
+    /// The shared engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The shared linker (WASI p2 sandbox + `log`).
+    pub fn linker(&self) -> &Linker<StoreData> {
+        &self.inner.linker
+    }
+
+    /// The limits every instance and call runs under.
+    pub fn limits(&self) -> &RuntimeLimits {
+        &self.inner.limits
+    }
+}
+
+fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    thread::Builder::new()
+        .name("policy-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })?;
+    Ok(())
+}

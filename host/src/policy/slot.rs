@@ -1,0 +1,179 @@
+//! A policy slot: the live component version of one world, hot-swappable and rollback-able.
+//!
+//! The live version sits behind an [`ArcSwap`]: a call clones the `Arc` and runs to the end
+//! on that version even if a swap happens meanwhile, so calls in flight finish on the old
+//! version and no call ever sees a half-loaded one. Candidates are fully loaded (see
+//! [`ComponentVersion::load`]) before the swap; one that fails never goes live.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use super::runtime::PolicyRuntime;
+use super::slot_kind::{FailurePolicy, SlotKind};
+use super::version::{ComponentVersion, LoadError, VersionInfo, sha256_hex, unix_ms};
+
+/// Configuration of one slot.
+#[derive(Debug, Clone)]
+pub struct SlotSettings {
+    /// What the slot answers when its component fails.
+    pub failure: FailurePolicy,
+    /// The key/values handed to the component's `init`.
+    pub config: Vec<(String, String)>,
+}
+
+impl SlotSettings {
+    /// The slot's defaults: its default failure policy, empty configuration.
+    pub fn defaults(kind: SlotKind) -> SlotSettings {
+        SlotSettings {
+            failure: kind.default_failure_policy(),
+            config: Vec::new(),
+        }
+    }
+}
+
+/// What operators see of a slot.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotInfo {
+    pub slot: SlotKind,
+    pub failure_policy: FailurePolicy,
+    pub current: VersionInfo,
+    pub previous: Option<VersionInfo>,
+    pub swaps: u64,
+    /// The last candidate refused for this slot, if any.
+    pub last_rejection: Option<Rejection>,
+}
+
+/// A refused candidate, kept so operators can see why a load did not take.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rejection {
+    pub sha256: String,
+    pub source: String,
+    pub reason: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// Rollback without a previous version.
+#[derive(Debug, thiserror::Error)]
+#[error("slot {0} has no previous version to roll back to")]
+pub struct NoPreviousVersion(pub SlotKind);
+
+/// One slot.
+pub struct PolicySlot {
+    kind: SlotKind,
+    settings: SlotSettings,
+    runtime: PolicyRuntime,
+    current: ArcSwap<ComponentVersion>,
+    /// The version replaced by the last swap; `Mutex` also serialises swaps and rollbacks.
+    previous: Mutex<(Option<Arc<ComponentVersion>>, u64)>,
+    last_rejection: Mutex<Option<Rejection>>,
+}
+
+impl PolicySlot {
+    /// A slot serving `initial`, which must already be loaded for `kind`.
+    pub fn new(
+        runtime: PolicyRuntime,
+        settings: SlotSettings,
+        initial: ComponentVersion,
+    ) -> PolicySlot {
+        PolicySlot {
+            kind: initial.kind(),
+            settings,
+            runtime,
+            current: ArcSwap::from_pointee(initial),
+            previous: Mutex::new((None, 0)),
+            last_rejection: Mutex::new(None),
+        }
+    }
+
+    /// Load `bytes` for this slot with the slot's configuration (the slow part, no lock
+    /// held) without making it live.
+    pub fn prepare(&self, bytes: &[u8], source: &str) -> Result<ComponentVersion, LoadError> {
+        self.prepare_with_config(bytes, source, self.settings.config.clone())
+    }
+
+    /// Like [`PolicySlot::prepare`] with an explicit `init` configuration.
+    pub fn prepare_with_config(
+        &self,
+        bytes: &[u8],
+        source: &str,
+        config: Vec<(String, String)>,
+    ) -> Result<ComponentVersion, LoadError> {
+        ComponentVersion::load(&self.runtime, self.kind, bytes, config, source).inspect_err(|e| {
+            metrics::counter!("gateway_component_rejections_total", "slot" => self.kind.as_str())
+                .increment(1);
+            *self.last_rejection.lock() = Some(Rejection {
+                sha256: sha256_hex(bytes),
+                source: source.to_string(),
+                reason: e.to_string(),
+                at_ms: unix_ms(),
+            });
+        })
+    }
+
+    /// Load `bytes` and, if every step passes, make it the live version.
+    pub fn load(&self, bytes: &[u8], source: &str) -> Result<VersionInfo, LoadError> {
+        let candidate = self.prepare(bytes, source)?;
+        Ok(self.install(candidate))
+    }
+
+    /// Make an already loaded version live; the replaced one is kept for rollback.
+    pub fn install(&self, candidate: ComponentVersion) -> VersionInfo {
+        let info = candidate.info();
+        let mut previous = self.previous.lock();
+        let old = self.current.swap(Arc::new(candidate));
+        tracing::info!(slot = %self.kind, from = %&old.sha256()[..12], to = %&info.sha256[..12], source = %info.source, "component swapped in");
+        previous.0 = Some(old);
+        previous.1 += 1;
+        metrics::counter!("gateway_component_swaps_total", "slot" => self.kind.as_str())
+            .increment(1);
+        info
+    }
+
+    /// Swap the previous version back in (the current one becomes the previous).
+    pub fn rollback(&self) -> Result<VersionInfo, NoPreviousVersion> {
+        let mut previous = self.previous.lock();
+        let back = previous.0.take().ok_or(NoPreviousVersion(self.kind))?;
+        let info = back.info();
+        let old = self.current.swap(back);
+        tracing::info!(slot = %self.kind, from = %&old.sha256()[..12], to = %&info.sha256[..12], "component rolled back");
+        previous.0 = Some(old);
+        previous.1 += 1;
+        metrics::counter!("gateway_component_swaps_total", "slot" => self.kind.as_str())
+            .increment(1);
+        Ok(info)
+    }
+
+    /// The live version (hold the `Arc` for the duration of one call).
+    pub fn current(&self) -> Arc<ComponentVersion> {
+        self.current.load_full()
+    }
+
+    /// The slot's name.
+    pub fn kind(&self) -> SlotKind {
+        self.kind
+    }
+
+    /// The slot's failure policy.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.settings.failure
+    }
+
+    /// Snapshot for operators.
+    pub fn info(&self) -> SlotInfo {
+        let previous = self.previous.lock();
+        SlotInfo {
+            slot: self.kind,
+            failure_policy: self.settings.failure,
+            current: self.current.load().info(),
+            previous: previous.0.as_ref().map(|v| v.info()),
+            swaps: previous.1,
+            last_rejection: self.last_rejection.lock().clone(),
+        }
+    }
+}

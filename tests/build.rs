@@ -1,0 +1,27 @@
+//! Builds the hostile components the test suite loads into the host (see
+//! `tests/components/`), so the tests exercise real compiled wasm, built from source.
+
+#[path = "../components/build_support.rs"]
+mod build_support;
+
+use std::path::Path;
+
+fn main() {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let workspace = Path::new(&manifest)
+        .parent()
+        .expect("tests/ lives in the workspace");
+    let packages = ["hostile-limiter", "hostile-router"];
+    let paths = build_support::build_components(workspace, &packages);
+    for (package, path) in packages.iter().zip(paths) {
+        let var = format!(
+            "GATEWAY_TEST_{}_WASM",
+            package.replace('-', "_").to_uppercase()
+        );
+        println!("cargo:rustc-env={var}={}", path.display());
+    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("tests/components").display()
+    );
+}
