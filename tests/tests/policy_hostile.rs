@@ -1,0 +1,229 @@
+//! Hostile components, built from `tests/components/` by this crate's build script: each
+//! is refused at load or contained at call time, and the host keeps answering with the
+//! old version or the slot's failure policy.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use gateway_host::policy::defaults::default_component;
+use gateway_host::policy::{
+    CallFailure, FailurePolicy, LimitOutcome, LoadError, Policies, PolicySettings, RouteDecision,
+    RuntimeLimits, SlotKind, SlotSettings,
+};
+use gateway_tests::{HOSTILE_LIMITER, HOSTILE_ROUTER, event, rate_request};
+
+fn policies(limits: RuntimeLimits) -> Policies {
+    Policies::with_defaults(PolicySettings {
+        limits,
+        ..Default::default()
+    })
+    .expect("defaults load")
+}
+
+/// Swap the hostile limiter in with `mode`.
+fn install_hostile_limiter(p: &Policies, mode: &str) {
+    let slot = p.slot(SlotKind::RateLimiter);
+    let version = slot
+        .prepare_with_config(HOSTILE_LIMITER, "test", vec![("mode".into(), mode.into())])
+        .expect("the hostile limiter's init succeeds in this mode");
+    slot.install(version);
+}
+
+/// Run `f` on another thread and fail the test if it does not return within `limit`:
+/// proves a call cannot hang the caller.
+fn within<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .expect("the call returned within its bound")
+}
+
+fn assert_contained(p: Policies, mode: &'static str, expected: CallFailure) {
+    install_hostile_limiter(&p, mode);
+    let p = within(Duration::from_secs(20), move || {
+        for _ in 0..3 {
+            let v = p.check_rate(&rate_request("1", "2"));
+            assert_eq!(v.fallback, Some(expected), "mode {mode}");
+            assert_eq!(
+                v.value,
+                LimitOutcome::Deny {
+                    retry_after_ms: 1000
+                },
+                "the limiter fails closed"
+            );
+        }
+        p
+    });
+    let info = p.slot(SlotKind::RateLimiter).info();
+    assert_eq!(info.current.failures, 3, "every failure is counted");
+    // The host still answers, and the other slots are untouched.
+    assert_eq!(
+        p.route(&event("MESSAGE_CREATE", Some("1"), None)).fallback,
+        None
+    );
+    // Rolling back restores a working limiter.
+    p.slot(SlotKind::RateLimiter)
+        .rollback()
+        .expect("previous version kept");
+    assert_eq!(
+        p.check_rate(&rate_request("1", "2")).value,
+        LimitOutcome::Allow { remaining: 9 }
+    );
+}
+
+#[test]
+fn a_trapping_component_is_contained() {
+    assert_contained(
+        policies(RuntimeLimits::default()),
+        "trap",
+        CallFailure::Trap,
+    );
+}
+
+#[test]
+fn an_endless_loop_hits_the_deadline() {
+    let limits = RuntimeLimits {
+        call_timeout_ms: 50,
+        ..Default::default()
+    };
+    assert_contained(policies(limits), "spin", CallFailure::Deadline);
+}
+
+#[test]
+fn unbounded_memory_growth_hits_the_limit() {
+    // A generous deadline, so that on a loaded machine the memory limit, not the clock,
+    // is what stops the component.
+    let limits = RuntimeLimits {
+        memory_limit_mib: 16,
+        call_timeout_ms: 5_000,
+        ..Default::default()
+    };
+    assert_contained(policies(limits), "hog", CallFailure::OutOfMemory);
+}
+
+fn assert_refused(
+    p: &Policies,
+    kind: SlotKind,
+    bytes: &[u8],
+    config: Vec<(String, String)>,
+) -> LoadError {
+    let slot = p.slot(kind);
+    let before = slot.current().sha256().to_string();
+    let err = slot
+        .prepare_with_config(bytes, "test", config)
+        .err()
+        .expect("candidate refused");
+    assert_eq!(
+        slot.current().sha256(),
+        before,
+        "the old version keeps serving"
+    );
+    assert!(
+        slot.info().last_rejection.is_some(),
+        "the refusal is visible to operators"
+    );
+    err
+}
+
+#[test]
+fn refused_at_load() {
+    let p = policies(RuntimeLimits::default());
+    let mode = |m: &str| vec![("mode".to_string(), m.to_string())];
+
+    let err = assert_refused(
+        &p,
+        SlotKind::RateLimiter,
+        HOSTILE_LIMITER,
+        mode("init-trap"),
+    );
+    assert!(matches!(err, LoadError::Instantiate(_)), "{err}");
+    let err = assert_refused(&p, SlotKind::RateLimiter, HOSTILE_LIMITER, mode("init-err"));
+    assert!(
+        matches!(&err, LoadError::Init(m) if m.contains("refuses")),
+        "{err}"
+    );
+
+    // A real component built for another world.
+    let err = assert_refused(
+        &p,
+        SlotKind::RateLimiter,
+        default_component(SlotKind::VoiceFilter),
+        vec![],
+    );
+    assert!(
+        matches!(
+            err,
+            LoadError::WrongWorld {
+                slot: SlotKind::RateLimiter,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("rate-limiter"), "{err}");
+    let err = assert_refused(&p, SlotKind::EventRouter, HOSTILE_LIMITER, vec![]);
+    assert!(matches!(err, LoadError::WrongWorld { .. }), "{err}");
+
+    // Random bytes, an empty file, and a core module that is not a component.
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    for bytes in [noise.as_slice(), b"", b"\0asm\x01\0\0\0"] {
+        let err = assert_refused(&p, SlotKind::CommandValidator, bytes, vec![]);
+        assert!(matches!(err, LoadError::Compile(_)), "{err}");
+    }
+
+    // After all that, every slot still answers from its component.
+    assert_eq!(
+        p.check_rate(&rate_request("1", "2")).value,
+        LimitOutcome::Allow { remaining: 9 }
+    );
+    assert_eq!(
+        p.route(&event("MESSAGE_CREATE", Some("1"), None)).fallback,
+        None
+    );
+}
+
+fn route_with(failure: FailurePolicy, mode: &str) -> gateway_host::policy::Verdict<RouteDecision> {
+    let mut settings = PolicySettings {
+        limits: RuntimeLimits {
+            call_timeout_ms: 50,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    settings.slots.insert(
+        SlotKind::EventRouter,
+        SlotSettings {
+            failure,
+            config: vec![],
+        },
+    );
+    let p = Policies::with_defaults(settings).expect("defaults load");
+    let slot = p.slot(SlotKind::EventRouter);
+    let hostile = slot
+        .prepare_with_config(HOSTILE_ROUTER, "test", vec![("mode".into(), mode.into())])
+        .expect("hostile router loads");
+    slot.install(hostile);
+    within(Duration::from_secs(20), move || {
+        p.route(&event("VOICE_STATE_UPDATE", Some("1"), Some("2")))
+    })
+}
+
+#[test]
+fn a_failing_router_delivers_on_default_topics_or_drops() {
+    let open = route_with(FailurePolicy::FailOpen, "trap");
+    assert_eq!(open.fallback, Some(CallFailure::Trap));
+    assert_eq!(
+        open.value,
+        RouteDecision::Deliver {
+            topics: vec!["guild:1".into(), "channel:2".into(), "voice:1".into()],
+            payload: None
+        }
+    );
+    let closed = route_with(FailurePolicy::FailClosed, "spin");
+    assert_eq!(closed.fallback, Some(CallFailure::Deadline));
+    assert_eq!(closed.value, RouteDecision::Drop);
+}
