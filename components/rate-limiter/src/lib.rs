@@ -10,6 +10,9 @@
 //! * `refill-interval-ms`: the interval, default 5000.
 //! * `key`: `user-channel` (default), `user` or `channel`.
 
+// The canonical-ABI glue wit-bindgen generates takes one argument per flattened field.
+#![allow(clippy::too_many_arguments)]
+
 use std::sync::Mutex;
 
 use gateway::policy::types::LimitVerdict;

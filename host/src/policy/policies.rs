@@ -336,13 +336,13 @@ pub fn default_topics(meta: &EventMeta) -> Vec<String> {
     if let Some(channel) = &meta.channel_id {
         topics.push(format!("channel:{channel}"));
     }
-    if let Some(guild) = &meta.guild_id {
-        if matches!(
+    if let Some(guild) = &meta.guild_id
+        && matches!(
             meta.name.as_str(),
             "VOICE_STATE_UPDATE" | "VOICE_SERVER_UPDATE"
-        ) {
-            topics.push(format!("voice:{guild}"));
-        }
+        )
+    {
+        topics.push(format!("voice:{guild}"));
     }
     if topics.is_empty() {
         topics.push("global".to_string());

@@ -9,6 +9,9 @@
 //! * `deny` (default): a well-behaved limiter that denies everything with retry-after 4242 ms,
 //!   so a test can tell it apart from the default limiter.
 
+// The canonical-ABI glue wit-bindgen generates takes one argument per flattened field.
+#![allow(clippy::too_many_arguments)]
+
 use std::sync::Mutex;
 
 use gateway::policy::types::LimitVerdict;

@@ -2,6 +2,9 @@
 //! (`mode=trap`, the default) or loops forever (`mode=spin`), so the tests can show the
 //! host falling back to the router's failure policy.
 
+// The canonical-ABI glue wit-bindgen generates takes one argument per flattened field.
+#![allow(clippy::too_many_arguments)]
+
 use std::sync::Mutex;
 
 wit_bindgen::generate!({ world: "event-router", path: "../../../wit" });
