@@ -100,6 +100,16 @@ impl Control {
         (s.id().to_owned(), s.last_seq())
     }
 
+    /// The event frames (JSON text) still in the replay buffer, from `from_seq` on;
+    /// empty when `from_seq` fell out of the buffer.
+    pub fn event_frames(&self, from_seq: u64) -> Vec<String> {
+        let session = lock(&self.shared.session);
+        session
+            .read_from(from_seq.max(1), usize::MAX)
+            .map(|frames| frames.iter().map(|f| f.as_str().to_owned()).collect())
+            .unwrap_or_default()
+    }
+
     /// Every command frame received, duplicates included, oldest first.
     pub fn received_commands(&self) -> Vec<ReceivedCommand> {
         lock(&self.shared.commands).received()
