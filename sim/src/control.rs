@@ -13,6 +13,7 @@
 //! | `POST /malformed?count=N` | send N malformed frames on every live link |
 //! | `POST /malformed-every?n=N` | after every N-th event, a malformed frame (0 = off) |
 //! | `POST /unknown?count=N` | send N frames with an unknown op |
+//! | `POST /replay-overlap?n=N` | re-send N already-delivered events on every resume |
 //! | `POST /restart` | start a new session (new sessionId, seq from 1), drop links |
 //! | `POST /emit?count=N` | emit N random events now |
 //! | `GET /state` | session, seq, links, command and attempt counts (JSON) |
@@ -75,6 +76,15 @@ impl Control {
         self.shared
             .faults
             .malformed_every
+            .store(n, Ordering::Relaxed);
+    }
+
+    /// On every successful resume, re-send `n` events the link already had (an
+    /// at-least-once upstream); the host must skip them.
+    pub fn set_replay_overlap(&self, n: u64) {
+        self.shared
+            .faults
+            .replay_overlap
             .store(n, Ordering::Relaxed);
     }
 

@@ -53,6 +53,8 @@ pub struct StartupFaults {
     pub fail_acks: Option<FailMode>,
     /// After every N-th event, send a malformed frame (0 = never).
     pub malformed_every: u64,
+    /// Re-send this many already-delivered events on every successful resume.
+    pub replay_overlap: u64,
     /// Drop every live link at this period.
     pub drop_every: Option<Duration>,
     /// Stall the live links once, this long after start.
@@ -158,6 +160,7 @@ fn apply_faults(control: &Control, faults: &StartupFaults) {
     control.set_ack_delay(faults.ack_delay);
     control.set_fail_acks(faults.fail_acks);
     control.set_malformed_every(faults.malformed_every);
+    control.set_replay_overlap(faults.replay_overlap);
 }
 
 fn spawn_server(

@@ -56,6 +56,9 @@ struct Args {
     /// Fault: after every N-th event, send a malformed frame.
     #[arg(long, value_name = "N", default_value_t = 0)]
     malformed_every: u64,
+    /// Fault: on every resume, re-send N events the host already had (at-least-once replay).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    replay_overlap: u64,
     /// Fault: drop every live link every SECS seconds.
     #[arg(long, value_name = "SECS")]
     drop_every: Option<f64>,
@@ -96,6 +99,7 @@ impl Args {
             ack_delay: Duration::from_millis(self.ack_delay_ms),
             fail_acks: self.fail_acks,
             malformed_every: self.malformed_every,
+            replay_overlap: self.replay_overlap,
             drop_every: secs(self.drop_every),
             stall_after: secs(self.stall_after),
             restart_every: secs(self.restart_every),

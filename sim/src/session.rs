@@ -70,14 +70,27 @@ impl Session {
     }
 
     /// Decides where a connection that sent `resume {session_id, last_seq}` starts.
-    pub fn resume_point(&self, session_id: Option<&str>, last_seq: u64) -> ResumePoint {
+    /// `overlap` re-sends that many already-delivered events first, as an at-least-once
+    /// upstream may (the host must de-duplicate them).
+    pub fn resume_point(
+        &self,
+        session_id: Option<&str>,
+        last_seq: u64,
+        overlap: u64,
+    ) -> ResumePoint {
         let (resumed, next_seq) = match session_id {
             // Fresh start: live edge, nothing to replay.
             None => (false, self.last_seq + 1),
             // Same session: replay if the buffer still reaches back.
             Some(id) if id == self.id => {
                 if last_seq + 1 >= self.first_buffered() {
-                    (true, (last_seq + 1).min(self.last_seq + 1))
+                    let from = (last_seq + 1).min(self.last_seq + 1);
+                    (
+                        true,
+                        from.saturating_sub(overlap)
+                            .max(self.first_buffered())
+                            .max(1),
+                    )
                 } else {
                     (false, self.first_buffered())
                 }
@@ -120,7 +133,7 @@ mod tests {
     #[test]
     fn resume_within_buffer_replays_exactly_after_last_seq() {
         let s = session_with(10, 100);
-        let p = s.resume_point(Some("s1"), 4);
+        let p = s.resume_point(Some("s1"), 4, 0);
         assert!(p.resumed);
         assert_eq!(p.next_seq, 5);
         let frames = s.read_from(p.next_seq, 100).expect("in buffer");
@@ -129,9 +142,17 @@ mod tests {
     }
 
     #[test]
+    fn overlap_resends_already_delivered_events() {
+        let s = session_with(10, 100);
+        let p = s.resume_point(Some("s1"), 4, 3);
+        assert!(p.resumed);
+        assert_eq!(p.next_seq, 2);
+    }
+
+    #[test]
     fn resume_beyond_buffer_is_a_gap() {
         let s = session_with(10, 3);
-        let p = s.resume_point(Some("s1"), 2);
+        let p = s.resume_point(Some("s1"), 2, 0);
         assert!(!p.resumed);
         assert_eq!(p.next_seq, 8);
         assert_eq!(s.read_from(2, 10), Err(TooOld));
@@ -140,7 +161,7 @@ mod tests {
     #[test]
     fn unknown_session_gets_new_session_from_its_start() {
         let s = session_with(4, 100);
-        let p = s.resume_point(Some("old"), 900);
+        let p = s.resume_point(Some("old"), 900, 0);
         assert!(!p.resumed);
         assert_eq!(p.next_seq, 1);
     }
@@ -148,7 +169,7 @@ mod tests {
     #[test]
     fn fresh_start_is_live_edge() {
         let s = session_with(4, 100);
-        let p = s.resume_point(None, 0);
+        let p = s.resume_point(None, 0, 0);
         assert_eq!(p.next_seq, 5);
         assert!(s.read_from(5, 10).expect("edge").is_empty());
     }

@@ -64,6 +64,8 @@ pub(crate) struct Faults {
     /// 0 off, 1 retryable, 2 fatal.
     pub fail_acks: AtomicU8,
     pub malformed_every: AtomicU64,
+    /// Already-delivered events re-sent on a successful resume (at-least-once replay).
+    pub replay_overlap: AtomicU64,
 }
 
 impl Faults {
@@ -161,7 +163,8 @@ impl Shared {
 
     /// Where a connection that sent `resume` starts.
     pub fn resume_point(&self, session_id: Option<&str>, last_seq: u64) -> ResumePoint {
-        lock(&self.session).resume_point(session_id, last_seq)
+        let overlap = self.faults.replay_overlap.load(Ordering::Relaxed);
+        lock(&self.session).resume_point(session_id, last_seq, overlap)
     }
 
     /// Emits `n` random events; returns the last seq.
