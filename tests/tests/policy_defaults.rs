@@ -6,7 +6,7 @@ use gateway_host::policy::{
     LimitOutcome, LoadError, Policies, PolicySettings, RouteDecision, SlotKind, SlotSettings,
     Validation, VoiceDecision,
 };
-use gateway_tests::{event, rate_request};
+use gateway_tests::policy::{event, rate_request};
 
 fn defaults() -> Policies {
     Policies::with_defaults(PolicySettings::default()).expect("default components load")

@@ -10,7 +10,7 @@ use gateway_host::policy::{
     CallFailure, FailurePolicy, LimitOutcome, LoadError, Policies, PolicySettings, RouteDecision,
     RuntimeLimits, SlotKind, SlotSettings,
 };
-use gateway_tests::{HOSTILE_LIMITER, HOSTILE_ROUTER, event, rate_request};
+use gateway_tests::policy::{HOSTILE_LIMITER, HOSTILE_ROUTER, event, rate_request};
 
 fn policies(limits: RuntimeLimits) -> Policies {
     Policies::with_defaults(PolicySettings {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gateway_host::policy::defaults::default_component;
 use gateway_host::policy::{LimitOutcome, Policies, PolicySettings, SlotKind};
-use gateway_tests::{HOSTILE_LIMITER, rate_request, wait_until};
+use gateway_tests::policy::{HOSTILE_LIMITER, rate_request, wait_until};
 
 /// The default limiter on a fresh key: allowed, 9 left.
 const OLD: LimitOutcome = LimitOutcome::Allow { remaining: 9 };

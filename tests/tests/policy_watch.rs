@@ -7,7 +7,7 @@ use std::time::Duration;
 use gateway_host::policy::defaults::default_component;
 use gateway_host::policy::watch::watch_components_dir;
 use gateway_host::policy::{LimitOutcome, Policies, PolicySettings, SlotKind};
-use gateway_tests::{HOSTILE_LIMITER, rate_request, wait_until};
+use gateway_tests::policy::{HOSTILE_LIMITER, rate_request, wait_until};
 
 #[test]
 fn watched_directory_hot_loads_and_refuses() {

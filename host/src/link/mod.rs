@@ -1,1 +1,52 @@
+//! The single upstream link (link protocol v1, see `docs/link-protocol.md`).
+//!
+//! Why one task owns the socket: "at most one live connection" then holds by
+//! construction. [`spawn`] starts that task; it connects, sends `resume`, reads `hello`,
+//! then multiplexes inbound frames, outbound commands, pings and the zombie deadline,
+//! and on any loss backs off and starts over. Everything else talks to it through a
+//! [`LinkHandle`].
+//!
+//! * [`config`]: URL, token (redacted), timing knobs.
+//! * [`backoff`]: exponential reconnect delay with jitter.
+//! * [`session`]: session id / seq tracking, de-duplication, gap detection.
+//! * [`heartbeat`]: ping traceIds, RTT, zombie deadline.
+//! * [`state`]: the state machine's states and the counters.
+//! * [`handle`]: the public handle (state, commands, acks, stats).
+//! * `client`: the task itself.
 
+pub mod backoff;
+mod client;
+pub mod config;
+pub mod handle;
+pub mod heartbeat;
+pub mod session;
+pub mod state;
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, watch};
+
+pub use config::{ConfigError, LinkConfig, LinkToken};
+pub use handle::{LinkHandle, SendError};
+pub use state::{LinkState, StatsSnapshot};
+
+use crate::bus::Bus;
+
+/// Acks buffered for slow ack readers.
+const ACK_CAPACITY: usize = 1024;
+
+/// Starts the link task, publishing inbound events to `bus`. Needs a tokio runtime.
+pub fn spawn(config: LinkConfig, bus: Bus) -> LinkHandle {
+    let shared = Arc::new(handle::Shared {
+        state_tx: watch::channel(LinkState::Idle).0,
+        outbound: Mutex::new(None),
+        acks: broadcast::channel(ACK_CAPACITY).0,
+        stats: Default::default(),
+        shutdown: watch::channel(false).0,
+        task: Mutex::new(None),
+    });
+    let task = tokio::spawn(client::run(config, bus, shared.clone()));
+    *shared.task.lock() = Some(task);
+    LinkHandle { shared }
+}

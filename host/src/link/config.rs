@@ -1,0 +1,152 @@
+//! Link configuration: where the upstream is, the token, and the timing knobs.
+//!
+//! The defaults are the contract (backoff 1 s → 30 s, ping every 5 s, dead after 10 s
+//! without a pong); the knobs exist so tests can run the same code in milliseconds.
+//! The token lives in [`LinkToken`], whose `Debug` never shows it, so no log line or
+//! panic message can leak it by accident.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Default upstream URL.
+pub const DEFAULT_LINK_URL: &str = "ws://127.0.0.1:7070/link";
+
+/// The bearer token for the upstream. Never printed.
+#[derive(Clone)]
+pub struct LinkToken(String);
+
+impl LinkToken {
+    /// Wraps a token.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The secret itself, for the Authorization header only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for LinkToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LinkToken(<redacted>)")
+    }
+}
+
+/// Why the link configuration is unusable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `LINK_TOKEN` is not set (or empty).
+    #[error("LINK_TOKEN is required: set it to the bearer token of the upstream gateway link")]
+    MissingToken,
+    /// `LINK_URL` is not a ws:// or wss:// URL.
+    #[error("LINK_URL must be a ws:// or wss:// URL, got {0:?}")]
+    BadUrl(String),
+}
+
+/// Everything the link client needs.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// Upstream WebSocket URL.
+    pub url: String,
+    /// Bearer token.
+    pub token: LinkToken,
+    /// First reconnect delay (default 1 s); doubles per failed attempt.
+    pub backoff_base: Duration,
+    /// Longest reconnect delay (default 30 s).
+    pub backoff_cap: Duration,
+    /// A link that stayed up this long resets the backoff (default 10 s).
+    pub stable_after: Duration,
+    /// Time between pings (default 5 s).
+    pub ping_interval: Duration,
+    /// A ping unanswered this long means the link is dead (default 10 s).
+    pub pong_timeout: Duration,
+    /// Bound on TCP connect + WebSocket upgrade (default 10 s).
+    pub connect_timeout: Duration,
+    /// Bound on the wait for `hello` after `resume` (default 10 s).
+    pub hello_timeout: Duration,
+    /// Commands buffered towards the socket (default 1024).
+    pub command_capacity: usize,
+}
+
+impl LinkConfig {
+    /// A config with the contract defaults.
+    pub fn new(url: impl Into<String>, token: LinkToken) -> Self {
+        Self {
+            url: url.into(),
+            token,
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(30),
+            stable_after: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(5),
+            pong_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(10),
+            command_capacity: 1024,
+        }
+    }
+
+    /// Reads `LINK_URL` (optional) and `LINK_TOKEN` (required) from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Like [`LinkConfig::from_env`] with any variable source (testable).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let token = get("LINK_TOKEN")
+            .filter(|t| !t.trim().is_empty())
+            .ok_or(ConfigError::MissingToken)?;
+        let url = get("LINK_URL")
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_LINK_URL.to_owned());
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+            return Err(ConfigError::BadUrl(url));
+        }
+        Ok(Self::new(url, LinkToken::new(token)))
+    }
+
+    /// The longest a dead (stalled) link can go unnoticed: a ping is sent at most
+    /// `ping_interval` after the stall began and declared lost `pong_timeout` later.
+    pub fn zombie_bound(&self) -> Duration {
+        self.ping_interval + self.pong_timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn missing_token_names_link_token() {
+        let err = LinkConfig::from_lookup(env(&[])).unwrap_err();
+        assert_eq!(err, ConfigError::MissingToken);
+        assert!(err.to_string().contains("LINK_TOKEN"));
+        let err = LinkConfig::from_lookup(env(&[("LINK_TOKEN", "  ")])).unwrap_err();
+        assert_eq!(err, ConfigError::MissingToken);
+    }
+
+    #[test]
+    fn url_defaults_and_token_is_redacted() {
+        let cfg = LinkConfig::from_lookup(env(&[("LINK_TOKEN", "s3cret")])).expect("valid");
+        assert_eq!(cfg.url, DEFAULT_LINK_URL);
+        assert_eq!(cfg.backoff_base, Duration::from_secs(1));
+        assert_eq!(cfg.backoff_cap, Duration::from_secs(30));
+        let printed = format!("{cfg:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+    }
+
+    #[test]
+    fn url_must_be_websocket() {
+        let err = LinkConfig::from_lookup(env(&[("LINK_TOKEN", "t"), ("LINK_URL", "http://x")]));
+        assert!(matches!(err, Err(ConfigError::BadUrl(_))));
+    }
+}

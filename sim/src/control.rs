@@ -1,0 +1,280 @@
+//! Fault injection, in process ([`Control`]) and over HTTP (`--control ADDR`).
+//!
+//! Tests call [`Control`] directly so they need no HTTP client; operators and scripts
+//! use the small HTTP API, which maps one route to one method:
+//!
+//! | route | effect |
+//! |---|---|
+//! | `POST /drop` | drop every live link (TCP closed, no close frame) |
+//! | `POST /stall` | live links stop sending (no events, acks, pongs); TCP stays open |
+//! | `POST /refuse-auth?on=true\|false` | answer 401 even to the right token |
+//! | `POST /ack-delay?ms=N` | delay every ack (and its follow-up event) by N ms |
+//! | `POST /fail-acks?mode=off\|retryable\|fatal` | fail new commands |
+//! | `POST /malformed?count=N` | send N malformed frames on every live link |
+//! | `POST /malformed-every?n=N` | after every N-th event, a malformed frame (0 = off) |
+//! | `POST /unknown?count=N` | send N frames with an unknown op |
+//! | `POST /replay-overlap?n=N` | re-send N already-delivered events on every resume |
+//! | `POST /restart` | start a new session (new sessionId, seq from 1), drop links |
+//! | `POST /emit?count=N` | emit N random events now |
+//! | `GET /state` | session, seq, links, command and attempt counts (JSON) |
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::commands::{FailMode, ReceivedCommand};
+use crate::state::{Attempt, LinkSignal, Shared, lock};
+
+/// In-process handle on the simulator's faults and records. Cheap to clone.
+#[derive(Clone)]
+pub struct Control {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Control {
+    /// Drops every live link abruptly (no close frame), like a network cut.
+    pub fn drop_links(&self) {
+        let _ = self.shared.signals.send(LinkSignal::Drop);
+    }
+
+    /// Live links stop sending anything (events, acks, pongs) but keep TCP open.
+    /// Links made afterwards are healthy.
+    pub fn stall_links(&self) {
+        let _ = self.shared.signals.send(LinkSignal::Stall);
+    }
+
+    /// While on, every upgrade is answered 401, even with the right token.
+    pub fn set_refuse_auth(&self, on: bool) {
+        self.shared.faults.refuse_auth.store(on, Ordering::Relaxed);
+    }
+
+    /// Delays every ack (and the follow-up event) by `delay`.
+    pub fn set_ack_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.faults.ack_delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Fails every new command (`None` = normal service).
+    pub fn set_fail_acks(&self, mode: Option<FailMode>) {
+        self.shared.faults.set_fail_mode(mode);
+    }
+
+    /// Sends `n` malformed frames on every live link.
+    pub fn send_malformed(&self, n: u32) {
+        let _ = self.shared.signals.send(LinkSignal::Malformed(n));
+    }
+
+    /// After every `n`-th event, also send a malformed frame (0 = off).
+    pub fn set_malformed_every(&self, n: u64) {
+        self.shared
+            .faults
+            .malformed_every
+            .store(n, Ordering::Relaxed);
+    }
+
+    /// On every successful resume, re-send `n` events the link already had (an
+    /// at-least-once upstream); the host must skip them.
+    pub fn set_replay_overlap(&self, n: u64) {
+        self.shared
+            .faults
+            .replay_overlap
+            .store(n, Ordering::Relaxed);
+    }
+
+    /// Sends `n` well-formed frames with an op v1 does not define.
+    pub fn send_unknown(&self, n: u32) {
+        let _ = self.shared.signals.send(LinkSignal::Unknown(n));
+    }
+
+    /// Simulates an upstream restart: new session id, seq from 1, links dropped.
+    /// Returns the new session id.
+    pub fn restart_session(&self) -> String {
+        self.shared.restart_session()
+    }
+
+    /// Emits `n` random events now; returns the last seq.
+    pub fn emit(&self, n: usize) -> u64 {
+        self.shared.emit_random(n)
+    }
+
+    /// The current session id and its last seq.
+    pub fn session(&self) -> (String, u64) {
+        let s = lock(&self.shared.session);
+        (s.id().to_owned(), s.last_seq())
+    }
+
+    /// The event frames (JSON text) still in the replay buffer, from `from_seq` on;
+    /// empty when `from_seq` fell out of the buffer.
+    pub fn event_frames(&self, from_seq: u64) -> Vec<String> {
+        let session = lock(&self.shared.session);
+        session
+            .read_from(from_seq.max(1), usize::MAX)
+            .map(|frames| frames.iter().map(|f| f.as_str().to_owned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every command frame received, duplicates included, oldest first.
+    pub fn received_commands(&self) -> Vec<ReceivedCommand> {
+        lock(&self.shared.commands).received()
+    }
+
+    /// Every upgrade attempt on `/link`, oldest first.
+    pub fn attempts(&self) -> Vec<Attempt> {
+        lock(&self.shared.attempts).clone()
+    }
+
+    /// Links currently open.
+    pub fn live_links(&self) -> usize {
+        self.shared.links_live.load(Ordering::Relaxed)
+    }
+
+    /// Links accepted (handshake completed) since start.
+    pub fn links_accepted(&self) -> u64 {
+        self.shared.links_accepted.load(Ordering::Relaxed)
+    }
+
+    fn state_json(&self) -> Value {
+        let (session, seq) = self.session();
+        json!({
+            "sessionId": session, "seq": seq,
+            "liveLinks": self.live_links(), "linksAccepted": self.links_accepted(),
+            "commandsReceived": lock(&self.shared.commands).received().len(),
+            "attempts": lock(&self.shared.attempts).len(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct OnParam {
+    on: bool,
+}
+#[derive(Deserialize)]
+struct MsParam {
+    ms: u64,
+}
+#[derive(Deserialize)]
+struct CountParam {
+    count: u32,
+}
+#[derive(Deserialize)]
+struct EveryParam {
+    n: u64,
+}
+#[derive(Deserialize)]
+struct ModeParam {
+    mode: String,
+}
+
+/// The HTTP control API.
+pub(crate) fn router(control: Control) -> Router {
+    Router::new()
+        .route(
+            "/drop",
+            post(|State(c): State<Control>| async move {
+                c.drop_links();
+                StatusCode::NO_CONTENT
+            }),
+        )
+        .route(
+            "/stall",
+            post(|State(c): State<Control>| async move {
+                c.stall_links();
+                StatusCode::NO_CONTENT
+            }),
+        )
+        .route(
+            "/refuse-auth",
+            post(
+                |State(c): State<Control>, Query(p): Query<OnParam>| async move {
+                    c.set_refuse_auth(p.on);
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .route(
+            "/ack-delay",
+            post(
+                |State(c): State<Control>, Query(p): Query<MsParam>| async move {
+                    c.set_ack_delay(Duration::from_millis(p.ms));
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .route("/fail-acks", post(fail_acks))
+        .route(
+            "/malformed",
+            post(
+                |State(c): State<Control>, Query(p): Query<CountParam>| async move {
+                    c.send_malformed(p.count);
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .route(
+            "/malformed-every",
+            post(
+                |State(c): State<Control>, Query(p): Query<EveryParam>| async move {
+                    c.set_malformed_every(p.n);
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .route(
+            "/unknown",
+            post(
+                |State(c): State<Control>, Query(p): Query<CountParam>| async move {
+                    c.send_unknown(p.count);
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .route(
+            "/restart",
+            post(|State(c): State<Control>| async move {
+                Json(json!({"sessionId": c.restart_session()}))
+            }),
+        )
+        .route(
+            "/emit",
+            post(
+                |State(c): State<Control>, Query(p): Query<CountParam>| async move {
+                    Json(json!({"seq": c.emit(p.count as usize)}))
+                },
+            ),
+        )
+        .route(
+            "/state",
+            get(|State(c): State<Control>| async move { Json(c.state_json()) }),
+        )
+        .with_state(control)
+}
+
+async fn fail_acks(
+    State(c): State<Control>,
+    Query(p): Query<ModeParam>,
+) -> (StatusCode, &'static str) {
+    match parse_fail_mode(&p.mode) {
+        Ok(mode) => {
+            c.set_fail_acks(mode);
+            (StatusCode::NO_CONTENT, "")
+        }
+        Err(msg) => (StatusCode::BAD_REQUEST, msg),
+    }
+}
+
+/// Parses `off`, `retryable` or `fatal`.
+pub fn parse_fail_mode(s: &str) -> Result<Option<FailMode>, &'static str> {
+    match s {
+        "off" => Ok(None),
+        "retryable" => Ok(Some(FailMode::Retryable)),
+        "fatal" => Ok(Some(FailMode::Fatal)),
+        _ => Err("mode must be off, retryable or fatal"),
+    }
+}

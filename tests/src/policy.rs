@@ -1,0 +1,49 @@
+//! Helpers for the policy tests: the hostile components built by `build.rs`,
+//! request/event builders, and a blocking wait on a condition with a deadline.
+
+use std::time::{Duration, Instant};
+
+use gateway_host::policy::types::{CommandKind, Event, EventMeta, RateRequest};
+
+/// The hostile rate limiter (see `tests/components/hostile-limiter`).
+pub const HOSTILE_LIMITER: &[u8] = include_bytes!(env!("GATEWAY_TEST_HOSTILE_LIMITER_WASM"));
+/// The hostile event router (see `tests/components/hostile-router`).
+pub const HOSTILE_ROUTER: &[u8] = include_bytes!(env!("GATEWAY_TEST_HOSTILE_ROUTER_WASM"));
+
+/// Poll `condition` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A send-message rate request.
+pub fn rate_request(user: &str, channel: &str) -> RateRequest {
+    RateRequest {
+        user_id: user.into(),
+        channel_id: channel.into(),
+        kind: CommandKind::SendMessage,
+    }
+}
+
+/// An event with the given ids and an empty JSON payload.
+pub fn event(name: &str, guild: Option<&str>, channel: Option<&str>) -> Event {
+    Event {
+        meta: EventMeta {
+            name: name.into(),
+            seq: 1,
+            guild_id: guild.map(Into::into),
+            channel_id: channel.map(Into::into),
+            user_id: None,
+            message_id: None,
+        },
+        payload: "{}".into(),
+    }
+}

@@ -1,0 +1,82 @@
+//! A refused token: no events, attempts spaced by the backoff, a clear log line that
+//! names LINK_TOKEN and never shows the token.
+
+use std::time::Duration;
+
+use gateway_host::link::{LinkState, LinkToken};
+use gateway_sim::AttemptOutcome;
+use gateway_tests::{LogCapture, link_to, start_sim, wait_until};
+
+const WRONG: &str = "wrong-token-do-not-log";
+
+#[tokio::test(flavor = "current_thread")]
+async fn wrong_token_backs_off_and_says_so() -> anyhow::Result<()> {
+    let (logs, _guard) = LogCapture::install();
+    let sim = start_sim().await?;
+    sim.control().emit(3);
+    let base = Duration::from_millis(100);
+    let (_bus, mut sub, link) = link_to(&sim, |c| {
+        c.token = LinkToken::new(WRONG);
+        c.backoff_base = base;
+        c.backoff_cap = Duration::from_millis(400);
+    });
+
+    wait_until(Duration::from_secs(10), "5 attempts", || {
+        sim.control().attempts().len() >= 5
+    })
+    .await?;
+    let attempts = sim.control().attempts();
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.outcome == AttemptOutcome::Unauthorized)
+    );
+    // Nominal delays 100, 200, 400, 400 ms; jitter takes at most 20 % off.
+    let nominal = [100u64, 200, 400, 400];
+    for (pair, nominal_ms) in attempts.windows(2).zip(nominal) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        let floor = Duration::from_millis(nominal_ms * 8 / 10 - 5);
+        assert!(
+            gap >= floor,
+            "attempts {gap:?} apart, backoff floor {floor:?}"
+        );
+    }
+
+    assert!(sub.try_recv()?.is_none(), "no events without a valid token");
+    assert_ne!(link.state(), LinkState::Connected);
+    assert_eq!(sim.control().links_accepted(), 0);
+    assert!(link.stats().auth_failures >= 5);
+    let text = logs.text();
+    assert!(
+        text.contains("upstream refused LINK_TOKEN (HTTP 401)"),
+        "log was:\n{text}"
+    );
+    assert!(!text.contains(WRONG), "the token leaked into the log");
+    link.shutdown().await;
+    sim.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn refuse_auth_fault_then_recovery() -> anyhow::Result<()> {
+    let sim = start_sim().await?;
+    sim.control().set_refuse_auth(true);
+    let (_bus, _sub, link) = link_to(&sim, |_| {});
+    wait_until(Duration::from_secs(10), "3 refused attempts", || {
+        sim.control().attempts().len() >= 3
+    })
+    .await?;
+    assert!(link.state() != LinkState::Connected);
+    sim.control().set_refuse_auth(false);
+    gateway_tests::wait_state(&link, LinkState::Connected, Duration::from_secs(10)).await?;
+    let refused = sim
+        .control()
+        .attempts()
+        .iter()
+        .filter(|a| a.outcome == AttemptOutcome::Refused)
+        .count();
+    assert!(refused >= 3);
+    link.shutdown().await;
+    sim.shutdown().await;
+    Ok(())
+}
