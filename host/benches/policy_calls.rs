@@ -6,7 +6,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gateway_host::policy::types::{Command, CommandKind, Event, EventMeta, RateRequest, SendMessage};
+use gateway_host::policy::types::{
+    Command, CommandKind, Event, EventMeta, RateRequest, SendMessage,
+};
 use gateway_host::policy::{Policies, PolicySettings};
 
 fn message_event() -> Event {
@@ -24,7 +26,8 @@ fn message_event() -> Event {
 }
 
 fn calls(c: &mut Criterion) {
-    let policies = Arc::new(Policies::with_defaults(PolicySettings::default()).expect("defaults load"));
+    let policies =
+        Arc::new(Policies::with_defaults(PolicySettings::default()).expect("defaults load"));
     let event = message_event();
     let command = Command::SendMessage(SendMessage {
         channel_id: "1200000000000000001".into(),
@@ -32,7 +35,9 @@ fn calls(c: &mut Criterion) {
         nonce: None,
     });
 
-    c.bench_function("event-router route", |b| b.iter(|| black_box(policies.route(black_box(&event)))));
+    c.bench_function("event-router route", |b| {
+        b.iter(|| black_box(policies.route(black_box(&event))))
+    });
     let mut n = 0u64;
     c.bench_function("rate-limiter check (key + check + bucket store)", |b| {
         b.iter(|| {
@@ -48,9 +53,14 @@ fn calls(c: &mut Criterion) {
     c.bench_function("command-validator validate", |b| {
         b.iter(|| black_box(policies.validate("1300000000000000001", black_box(&command))))
     });
-    c.bench_function("voice-filter filter", |b| b.iter(|| black_box(policies.filter_voice(black_box(&event)))));
+    c.bench_function("voice-filter filter", |b| {
+        b.iter(|| black_box(policies.filter_voice(black_box(&event))))
+    });
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .expect("runtime");
     c.bench_function("event-router route from async code (executor hop)", |b| {
         b.to_async(&runtime).iter(|| {
             let (policies, event) = (policies.clone(), event.clone());

@@ -1,5 +1,9 @@
 //! A refused token: no events, attempts spaced by the backoff, a clear log line that
 //! names LINK_TOKEN and never shows the token.
+//!
+//! This file holds a single test on purpose: it captures logs with a thread-scoped
+//! subscriber, and a concurrent test in the same binary can race tracing's per-callsite
+//! interest cache and hide the line it looks for.
 
 use std::time::Duration;
 
@@ -52,30 +56,6 @@ async fn wrong_token_backs_off_and_says_so() -> anyhow::Result<()> {
         "log was:\n{text}"
     );
     assert!(!text.contains(WRONG), "the token leaked into the log");
-    link.shutdown().await;
-    sim.shutdown().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn refuse_auth_fault_then_recovery() -> anyhow::Result<()> {
-    let sim = start_sim().await?;
-    sim.control().set_refuse_auth(true);
-    let (_bus, _sub, link) = link_to(&sim, |_| {});
-    wait_until(Duration::from_secs(10), "3 refused attempts", || {
-        sim.control().attempts().len() >= 3
-    })
-    .await?;
-    assert!(link.state() != LinkState::Connected);
-    sim.control().set_refuse_auth(false);
-    gateway_tests::wait_state(&link, LinkState::Connected, Duration::from_secs(10)).await?;
-    let refused = sim
-        .control()
-        .attempts()
-        .iter()
-        .filter(|a| a.outcome == AttemptOutcome::Refused)
-        .count();
-    assert!(refused >= 3);
     link.shutdown().await;
     sim.shutdown().await;
     Ok(())
