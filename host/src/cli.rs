@@ -28,7 +28,8 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the host (listeners on GATEWAY_HTTP_ADDR and GATEWAY_ADMIN_ADDR).
+    /// Run the host: the upstream link (LINK_URL, LINK_TOKEN required) and the listeners
+    /// on GATEWAY_HTTP_ADDR and GATEWAY_ADMIN_ADDR.
     Serve {
         /// TOML configuration file (see docs/configuration.md); the environment overrides it.
         #[arg(long)]
@@ -96,12 +97,11 @@ fn init_logging(format: LogFormat) {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => {
+            let link_config = crate::link::LinkConfig::from_env()?;
             let config = Config::load(config.as_deref())?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(crate::server::serve(
-                config,
-                crate::server::shutdown_signal(),
-            ))?;
+            let shutdown = crate::server::shutdown_signal();
+            runtime.block_on(crate::server::serve(config, link_config, shutdown))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Component(ComponentCommand::Check { slot, file, config }) => {

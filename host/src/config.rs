@@ -1,7 +1,7 @@
 //! Configuration: an optional TOML file (`--config`), overridden by environment variables.
 //!
 //! Environment: `GATEWAY_HTTP_ADDR`, `GATEWAY_ADMIN_ADDR`, `GATEWAY_ADMIN_TOKEN`,
-//! `GATEWAY_COMPONENTS_DIR`. See `docs/configuration.md` for the file format.
+//! `GATEWAY_JWT_SECRET`, `GATEWAY_COMPONENTS_DIR`. See `docs/configuration.md` for the file format.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -54,6 +54,8 @@ pub struct Config {
     pub admin_addr: SocketAddr,
     /// Required for every admin request; without it the admin API refuses everything.
     pub admin_token: Option<Secret>,
+    /// HS256 secret of caller tokens (`GATEWAY_JWT_SECRET`); `serve` requires it.
+    pub jwt_secret: Option<Secret>,
     /// Directory watched for `<slot>.wasm` files.
     pub components_dir: Option<PathBuf>,
     /// Largest component accepted by the admin API, in bytes.
@@ -154,6 +156,7 @@ impl Config {
             http_addr: addr("GATEWAY_HTTP_ADDR", file.http_addr, DEFAULT_HTTP_ADDR)?,
             admin_addr: addr("GATEWAY_ADMIN_ADDR", file.admin_addr, DEFAULT_ADMIN_ADDR)?,
             admin_token: env("GATEWAY_ADMIN_TOKEN").map(Secret::new),
+            jwt_secret: env("GATEWAY_JWT_SECRET").map(Secret::new),
             components_dir: env("GATEWAY_COMPONENTS_DIR")
                 .map(PathBuf::from)
                 .or(file.components_dir),

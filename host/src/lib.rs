@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod api_error;
+pub mod auth;
 pub mod bus;
 pub mod cli;
 pub mod config;

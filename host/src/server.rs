@@ -11,7 +11,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::auth::Authenticator;
+use crate::bus::Bus;
 use crate::config::Config;
+use crate::link::{self, LinkConfig, LinkHandle, LinkState};
 use crate::policy::Policies;
 use crate::policy::watch::{ComponentsWatcher, watch_components_dir};
 use crate::{admin, metrics};
@@ -22,30 +25,63 @@ const BUCKET_SWEEP: Duration = Duration::from_secs(30);
 /// A running host's shared parts.
 pub struct Host {
     pub policies: Arc<Policies>,
+    pub auth: Authenticator,
+    pub bus: Bus,
+    pub link: LinkHandle,
     _watcher: Option<ComponentsWatcher>,
 }
 
 impl Host {
-    /// Load the policies (defaults, then the components directory if configured).
-    pub fn start(config: &Config) -> anyhow::Result<Host> {
+    /// Load the policies (defaults, then the components directory if configured) and
+    /// start the upstream link. Needs a tokio runtime.
+    pub fn start(config: &Config, link_config: LinkConfig) -> anyhow::Result<Host> {
+        let secret = config.jwt_secret.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("GATEWAY_JWT_SECRET is not set: it signs and verifies caller tokens")
+        })?;
+        let auth = Authenticator::new(secret);
         let policies = Arc::new(Policies::with_defaults(config.policy.clone())?);
         let watcher = match &config.components_dir {
             Some(dir) => Some(watch_components_dir(dir, policies.clone())?),
             None => None,
         };
+        let bus = Bus::new();
+        let link = link::spawn(link_config, bus.clone());
         Ok(Host {
             policies,
+            auth,
+            bus,
+            link,
             _watcher: watcher,
         })
     }
 }
 
-/// The public routes that exist whatever else is enabled.
-pub fn health_router() -> Router {
+/// `/healthz` (the process answers), `/readyz` (the upstream link is connected) and
+/// `/metrics`.
+pub fn health_router(link: LinkHandle) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { (StatusCode::OK, "ready") }))
+        .route(
+            "/readyz",
+            get(move || async move { readiness(link.state()) }),
+        )
         .route("/metrics", get(|| async { metrics_response() }))
+}
+
+/// Every public route: health, and the feature routers.
+pub fn public_router(host: &Host) -> Router {
+    health_router(host.link.clone())
+}
+
+fn readiness(state: LinkState) -> impl IntoResponse {
+    let ready = state == LinkState::Connected;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({ "ready": ready, "link": state.as_str() });
+    (status, axum::Json(body))
 }
 
 fn metrics_response() -> impl IntoResponse {
@@ -61,10 +97,11 @@ fn metrics_response() -> impl IntoResponse {
 /// Serve until `shutdown` resolves.
 pub async fn serve(
     config: Config,
+    link_config: LinkConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     metrics::install();
-    let host = Host::start(&config)?;
+    let host = Host::start(&config, link_config)?;
     if config.admin_token.is_none() {
         tracing::warn!("GATEWAY_ADMIN_TOKEN is not set: the admin API will refuse every request");
     }
@@ -97,7 +134,7 @@ pub async fn serve(
             .await
     });
     let mut public_stop = stop_rx;
-    let public_result = axum::serve(public, health_router())
+    let public_result = axum::serve(public, public_router(&host))
         .with_graceful_shutdown(async move {
             tokio::select! {
                 _ = shutdown => {}
@@ -108,6 +145,8 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     sweeper.abort();
     admin_task.await??;
+    host.link.shutdown().await;
+    host.link.shutdown().await;
     public_result?;
     tracing::info!("gateway-host stopped");
     Ok(())

@@ -39,8 +39,10 @@ pub enum ConfigError {
     /// `LINK_TOKEN` is not set (or empty).
     #[error("LINK_TOKEN is required: set it to the bearer token of the upstream gateway link")]
     MissingToken,
-    /// `LINK_URL` is not a ws:// or wss:// URL.
-    #[error("LINK_URL must be a ws:// or wss:// URL, got {0:?}")]
+    /// `LINK_URL` is not a ws:// URL (TLS is terminated by a local proxy, not built in).
+    #[error(
+        "LINK_URL must be a ws:// URL (wss:// is not built in: terminate TLS in a local proxy), got {0:?}"
+    )]
     BadUrl(String),
 }
 
@@ -99,7 +101,8 @@ impl LinkConfig {
         let url = get("LINK_URL")
             .filter(|u| !u.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_LINK_URL.to_owned());
-        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        if !url.starts_with("ws://") {
+            // TLS is not built in: terminate it in a local proxy (see docs/link-protocol.md).
             return Err(ConfigError::BadUrl(url));
         }
         Ok(Self::new(url, LinkToken::new(token)))

@@ -1,0 +1,100 @@
+//! `gateway-host serve` as a real process against the real simulator: refuses to start
+//! without LINK_TOKEN, becomes ready once the link is up, exits 0 on SIGTERM.
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gateway_sim::{SimConfig, Simulator};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gateway-host");
+
+#[test]
+fn serve_without_link_token_exits_naming_it() {
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env_remove("LINK_TOKEN")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("LINK_TOKEN"), "{stderr}");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn get(url: &str) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent.get(url).call().ok()?;
+    Some((r.status().as_u16(), r.body_mut().read_to_string().ok()?))
+}
+
+#[test]
+fn serve_becomes_ready_and_stops_on_sigterm() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let sim = runtime
+        .block_on(Simulator::start(SimConfig::new("serve-test-token")))
+        .expect("sim starts");
+    let (http, admin) = (free_port(), free_port());
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("LINK_URL", sim.url())
+        .env("LINK_TOKEN", "serve-test-token")
+        .env("GATEWAY_HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("GATEWAY_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+        .env("GATEWAY_ADMIN_TOKEN", "admin")
+        .env("GATEWAY_JWT_SECRET", "jwt-secret")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        if let Some((200, body)) = get(&format!("http://127.0.0.1:{http}/readyz")) {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "host never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(ready.contains("\"link\":\"connected\""), "{ready}");
+    let (status, metrics) = get(&format!("http://127.0.0.1:{http}/metrics")).expect("metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("gateway_link_state"), "{metrics}");
+
+    // SIGTERM: graceful stop, exit 0.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "host did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(status.success(), "exit status {status}: {stderr}");
+    assert!(
+        !stderr.contains("serve-test-token"),
+        "the link token was logged"
+    );
+    runtime.block_on(sim.shutdown());
+}
