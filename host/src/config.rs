@@ -1,7 +1,7 @@
 //! Configuration: an optional TOML file (`--config`), overridden by environment variables.
 //!
 //! Environment: `GATEWAY_HTTP_ADDR`, `GATEWAY_ADMIN_ADDR`, `GATEWAY_ADMIN_TOKEN`,
-//! `GATEWAY_JWT_SECRET`, `GATEWAY_COMPONENTS_DIR`. See `docs/configuration.md` for the file format.
+//! `GATEWAY_JWT_SECRET`, `GATEWAY_COMPONENTS_DIR`, `GATEWAY_CORS_ORIGINS`. See `docs/configuration.md` for the file format.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::policy::buckets::BucketLimits;
 use crate::policy::{FailurePolicy, PolicySettings, RuntimeLimits, SlotKind, SlotSettings};
+use crate::sse::StreamSettings;
 
 /// Default public listener.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
@@ -61,6 +62,10 @@ pub struct Config {
     /// Largest component accepted by the admin API, in bytes.
     pub max_component_bytes: usize,
     pub policy: PolicySettings,
+    /// `/api/stream` settings.
+    pub stream: StreamSettings,
+    /// Origins allowed by CORS (`GATEWAY_CORS_ORIGINS`, comma-separated); empty: none.
+    pub cors_origins: Vec<String>,
 }
 
 /// The TOML file's shape.
@@ -71,7 +76,9 @@ struct FileConfig {
     admin_addr: Option<SocketAddr>,
     components_dir: Option<PathBuf>,
     max_component_mib: Option<usize>,
+    cors_origins: Vec<String>,
     policy: PolicyFile,
+    stream: StreamSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +172,15 @@ impl Config {
                 .unwrap_or(64)
                 .saturating_mul(1024 * 1024),
             policy,
+            stream: file.stream,
+            cors_origins: env("GATEWAY_CORS_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().to_string())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or(file.cors_origins),
         })
     }
 
