@@ -3,7 +3,9 @@
 //! Every wait here has a deadline and reports what it was waiting for, so a missing
 //! feature fails the test with a message instead of hanging it.
 
+pub mod host;
 pub mod policy;
+pub mod sse_client;
 
 use std::future::Future;
 use std::io::Write;
