@@ -39,6 +39,13 @@ lint: setup
 test: lint
     cargo test
 
-# Benchmarks (see bench/RESULTS.md for the latest figures).
+# Benchmarks (see bench/RESULTS.md for the latest figures): component calls, then the SSE
+# harness against a release `gateway-host serve` process on loopback.
 bench: setup
     cargo bench -p gateway-host --bench policy_calls
+    cargo build --release -p gateway-host -p gateway-bench
+    target/release/sse-bench latency --rate 1000 --clients 100
+    target/release/sse-bench latency --rate 100 --clients 1000
+    target/release/sse-bench latency --rate 500 --clients 500
+    target/release/sse-bench latency --rate 1000 --clients 1000
+    target/release/sse-bench idle --clients 10000
