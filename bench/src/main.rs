@@ -57,10 +57,16 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.cmd {
-            Cmd::Latency { rate, clients, secs } => latency(rate, clients, secs).await,
+            Cmd::Latency {
+                rate,
+                clients,
+                secs,
+            } => latency(rate, clients, secs).await,
             Cmd::Idle { clients } => idle(clients).await,
         }
     })
@@ -74,7 +80,10 @@ fn host_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.with_file_name("gateway-host");
     if !path.exists() {
-        bail!("{} not found: build it first (`cargo build --release -p gateway-host`)", path.display());
+        bail!(
+            "{} not found: build it first (`cargo build --release -p gateway-host`)",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -114,11 +123,15 @@ async fn start_host(sim_url: &str) -> anyhow::Result<HostProcess> {
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()?;
-    let host = HostProcess { child, addr: format!("127.0.0.1:{http}") };
+    let host = HostProcess {
+        child,
+        addr: format!("127.0.0.1:{http}"),
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(mut s) = TcpStream::connect(&host.addr).await {
-            s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+            s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await?;
             let mut out = String::new();
             let _ = s.read_to_string(&mut out).await;
             if out.starts_with("HTTP/1.1 200") {
@@ -133,14 +146,22 @@ async fn start_host(sim_url: &str) -> anyhow::Result<HostProcess> {
 }
 
 fn token() -> anyhow::Result<String> {
-    Authenticator::new(&Secret::new(JWT)).mint("1", vec!["*".into()], vec![], Duration::from_secs(3600))
+    Authenticator::new(&Secret::new(JWT)).mint(
+        "1",
+        vec!["*".into()],
+        vec![],
+        Duration::from_secs(3600),
+    )
 }
 
 async fn open_stream(addr: &str, token: &str) -> anyhow::Result<TcpStream> {
     let mut s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
-    s.write_all(format!("GET /api/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes())
-        .await?;
+    s.write_all(
+        format!("GET /api/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
     Ok(s)
 }
 
@@ -155,7 +176,10 @@ async fn latency(rate: u64, clients: usize, secs: u64) -> anyhow::Result<()> {
     let host = start_host(&sim.url()).await?;
     let token = token()?;
     let total = (rate * (secs + 2)) as usize;
-    let clock = Arc::new(Clock { start: Instant::now(), sent: (0..total + 2).map(|_| AtomicU64::new(0)).collect() });
+    let clock = Arc::new(Clock {
+        start: Instant::now(),
+        sent: (0..total + 2).map(|_| AtomicU64::new(0)).collect(),
+    });
     let warmup_seq = rate * 2;
     let stop = Arc::new(AtomicBool::new(false));
     let dropped = Arc::new(AtomicU64::new(0));
@@ -163,7 +187,9 @@ async fn latency(rate: u64, clients: usize, secs: u64) -> anyhow::Result<()> {
     for _ in 0..clients {
         let stream = open_stream(&host.addr, &token).await?;
         let (clock, stop, dropped) = (clock.clone(), stop.clone(), dropped.clone());
-        tasks.push(tokio::spawn(read_client(stream, clock, stop, dropped, warmup_seq)));
+        tasks.push(tokio::spawn(read_client(
+            stream, clock, stop, dropped, warmup_seq,
+        )));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let base_seq = sim.control().session().1;
@@ -209,7 +235,11 @@ async fn latency(rate: u64, clients: usize, secs: u64) -> anyhow::Result<()> {
         merged.max() as f64 / 1e6,
         (total as u64 * clients as u64) as f64 / emit_secs,
         dropped.load(Ordering::Relaxed),
-        if delivered == measured { "all".to_string() } else { format!("{delivered}/{measured}") },
+        if delivered == measured {
+            "all".to_string()
+        } else {
+            format!("{delivered}/{measured}")
+        },
     );
     drop(host);
     sim.shutdown().await;
@@ -255,7 +285,11 @@ async fn read_client(
             let seq: u64 = std::str::from_utf8(&digits[..end])?.parse()?;
             consumed = pos + needle.len() + end;
             if seq > warmup_seq {
-                let sent = clock.sent.get(seq as usize).map(|s| s.load(Ordering::Relaxed)).unwrap_or(0);
+                let sent = clock
+                    .sent
+                    .get(seq as usize)
+                    .map(|s| s.load(Ordering::Relaxed))
+                    .unwrap_or(0);
                 hist.record(now.saturating_sub(sent).max(1))?;
                 count += 1;
             }
