@@ -47,3 +47,17 @@ pub fn event(name: &str, guild: Option<&str>, channel: Option<&str>) -> Event {
         payload: "{}".into(),
     }
 }
+
+/// Policy settings for tests that are not about deadlines: a generous call deadline, so a
+/// test thread descheduled on a loaded 2-core machine is not mistaken for a runaway
+/// component.
+pub fn relaxed_settings() -> gateway_host::policy::PolicySettings {
+    let mut settings = gateway_host::policy::PolicySettings::default();
+    settings.limits.call_timeout_ms = 2_000;
+    settings
+}
+
+/// Relaxed runtime limits (see [`relaxed_settings`]).
+pub fn relaxed_limits() -> gateway_host::policy::RuntimeLimits {
+    relaxed_settings().limits
+}

@@ -3,13 +3,13 @@
 
 use gateway_host::policy::types::{AddReaction, Command, SendMessage, TypingStart};
 use gateway_host::policy::{
-    LimitOutcome, LoadError, Policies, PolicySettings, RouteDecision, SlotKind, SlotSettings,
-    Validation, VoiceDecision,
+    LimitOutcome, LoadError, Policies, RouteDecision, SlotKind, SlotSettings, Validation,
+    VoiceDecision,
 };
-use gateway_tests::policy::{event, rate_request};
+use gateway_tests::policy::{event, rate_request, relaxed_settings};
 
 fn defaults() -> Policies {
-    Policies::with_defaults(PolicySettings::default()).expect("default components load")
+    Policies::with_defaults(relaxed_settings()).expect("default components load")
 }
 
 fn allow(p: &Policies, user: &str, channel: &str, now: u64) -> LimitOutcome {
@@ -73,7 +73,7 @@ fn limiter_allows_a_burst_of_ten_then_denies_until_refill() {
 
 #[test]
 fn limiter_is_configured_through_init() {
-    let mut settings = PolicySettings::default();
+    let mut settings = relaxed_settings();
     settings.slots.insert(
         SlotKind::RateLimiter,
         SlotSettings {

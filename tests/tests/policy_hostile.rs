@@ -10,7 +10,7 @@ use gateway_host::policy::{
     CallFailure, FailurePolicy, LimitOutcome, LoadError, Policies, PolicySettings, RouteDecision,
     RuntimeLimits, SlotKind, SlotSettings,
 };
-use gateway_tests::policy::{HOSTILE_LIMITER, HOSTILE_ROUTER, event, rate_request};
+use gateway_tests::policy::{HOSTILE_LIMITER, HOSTILE_ROUTER, event, rate_request, relaxed_limits};
 
 fn policies(limits: RuntimeLimits) -> Policies {
     Policies::with_defaults(PolicySettings {
@@ -75,11 +75,7 @@ fn assert_contained(p: Policies, mode: &'static str, expected: CallFailure) {
 
 #[test]
 fn a_trapping_component_is_contained() {
-    assert_contained(
-        policies(RuntimeLimits::default()),
-        "trap",
-        CallFailure::Trap,
-    );
+    assert_contained(policies(relaxed_limits()), "trap", CallFailure::Trap);
 }
 
 #[test]
@@ -129,7 +125,7 @@ fn assert_refused(
 
 #[test]
 fn refused_at_load() {
-    let p = policies(RuntimeLimits::default());
+    let p = policies(relaxed_limits());
     let mode = |m: &str| vec![("mode".to_string(), m.to_string())];
 
     let err = assert_refused(

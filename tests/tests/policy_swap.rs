@@ -8,8 +8,8 @@ use std::thread;
 use std::time::Duration;
 
 use gateway_host::policy::defaults::default_component;
-use gateway_host::policy::{LimitOutcome, Policies, PolicySettings, SlotKind};
-use gateway_tests::policy::{HOSTILE_LIMITER, rate_request, wait_until};
+use gateway_host::policy::{LimitOutcome, Policies, SlotKind};
+use gateway_tests::policy::{HOSTILE_LIMITER, rate_request, relaxed_settings, wait_until};
 
 /// The default limiter on a fresh key: allowed, 9 left.
 const OLD: LimitOutcome = LimitOutcome::Allow { remaining: 9 };
@@ -20,7 +20,7 @@ const NEW: LimitOutcome = LimitOutcome::Deny {
 
 #[test]
 fn swap_and_rollback_while_calls_are_running() {
-    let p = Arc::new(Policies::with_defaults(PolicySettings::default()).expect("defaults load"));
+    let p = Arc::new(Policies::with_defaults(relaxed_settings()).expect("defaults load"));
     let slot_sha = |p: &Policies| p.slot(SlotKind::RateLimiter).current().sha256().to_string();
     let default_sha = slot_sha(&p);
     let stop = Arc::new(AtomicBool::new(false));
@@ -84,7 +84,7 @@ fn swap_and_rollback_while_calls_are_running() {
 
 #[test]
 fn buckets_survive_a_limiter_swap() {
-    let p = Policies::with_defaults(PolicySettings::default()).expect("defaults load");
+    let p = Policies::with_defaults(relaxed_settings()).expect("defaults load");
     let request = rate_request("42", "7");
     for _ in 0..5 {
         assert!(matches!(

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use gateway_host::policy::defaults::default_component;
 use gateway_host::policy::watch::watch_components_dir;
-use gateway_host::policy::{LimitOutcome, Policies, PolicySettings, SlotKind};
-use gateway_tests::policy::{HOSTILE_LIMITER, rate_request, wait_until};
+use gateway_host::policy::{LimitOutcome, Policies, SlotKind};
+use gateway_tests::policy::{HOSTILE_LIMITER, rate_request, relaxed_settings, wait_until};
 
 #[test]
 fn watched_directory_hot_loads_and_refuses() {
@@ -19,8 +19,7 @@ fn watched_directory_hot_loads_and_refuses() {
     )
     .expect("write");
     std::fs::write(dir.path().join("notes.txt"), b"ignored").expect("write");
-    let policies =
-        Arc::new(Policies::with_defaults(PolicySettings::default()).expect("defaults load"));
+    let policies = Arc::new(Policies::with_defaults(relaxed_settings()).expect("defaults load"));
     let _watcher = watch_components_dir(dir.path(), policies.clone()).expect("watch");
     let info = |kind| policies.slot(kind).info();
 
