@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::commands::CommandSettings;
 use crate::policy::buckets::BucketLimits;
 use crate::policy::{FailurePolicy, PolicySettings, RuntimeLimits, SlotKind, SlotSettings};
 
@@ -61,6 +62,8 @@ pub struct Config {
     /// Largest component accepted by the admin API, in bytes.
     pub max_component_bytes: usize,
     pub policy: PolicySettings,
+    /// The command pipeline's bounds and timeouts (`[commands]`).
+    pub commands: CommandSettings,
 }
 
 /// The TOML file's shape.
@@ -72,6 +75,7 @@ struct FileConfig {
     components_dir: Option<PathBuf>,
     max_component_mib: Option<usize>,
     policy: PolicyFile,
+    commands: CommandSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +169,10 @@ impl Config {
                 .unwrap_or(64)
                 .saturating_mul(1024 * 1024),
             policy,
+            commands: {
+                file.commands.check().map_err(anyhow::Error::msg)?;
+                file.commands
+            },
         })
     }
 
@@ -187,6 +195,8 @@ mod tests {
         let file: FileConfig = toml::from_str(
             r#"
             admin-addr = "127.0.0.1:9999"
+            [commands]
+            queue-capacity = 5
             [policy.limits]
             call-timeout-ms = 7
             [policy.slots.rate-limiter]
@@ -202,6 +212,8 @@ mod tests {
         assert_eq!(config.http_addr.port(), 1234);
         assert_eq!(config.admin_addr.port(), 9999);
         assert_eq!(config.policy.limits.call_timeout_ms, 7);
+        assert_eq!(config.commands.queue_capacity, 5);
+        assert_eq!(config.commands.ack_wait_ms, 5_000);
         let limiter = config.slot(SlotKind::RateLimiter);
         assert_eq!(limiter.failure, FailurePolicy::FailOpen);
         assert_eq!(

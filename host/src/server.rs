@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::Authenticator;
 use crate::bus::Bus;
+use crate::commands::CommandPipeline;
 use crate::config::Config;
 use crate::link::{self, LinkConfig, LinkHandle, LinkState};
 use crate::policy::Policies;
@@ -28,6 +29,7 @@ pub struct Host {
     pub auth: Authenticator,
     pub bus: Bus,
     pub link: LinkHandle,
+    pub commands: CommandPipeline,
     _watcher: Option<ComponentsWatcher>,
 }
 
@@ -46,11 +48,13 @@ impl Host {
         };
         let bus = Bus::new();
         let link = link::spawn(link_config, bus.clone());
+        let commands = CommandPipeline::start(config.commands.clone(), link.clone());
         Ok(Host {
             policies,
             auth,
             bus,
             link,
+            commands,
             _watcher: watcher,
         })
     }
@@ -70,7 +74,11 @@ pub fn health_router(link: LinkHandle) -> Router {
 
 /// Every public route: health, and the feature routers.
 pub fn public_router(host: &Host) -> Router {
-    health_router(host.link.clone())
+    health_router(host.link.clone()).merge(crate::commands::router(
+        host.auth.clone(),
+        host.policies.clone(),
+        host.commands.clone(),
+    ))
 }
 
 fn readiness(state: LinkState) -> impl IntoResponse {
