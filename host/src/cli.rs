@@ -1,4 +1,4 @@
-//! The command line: `serve`, and `component check|load`.
+//! The command line: `serve`, `demo`, `token`, and `component check|load`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +34,31 @@ enum Command {
         /// TOML configuration file (see docs/configuration.md); the environment overrides it.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Run the demo: an embedded simulator, the default components and the demo page
+    /// (GATEWAY_HTTP_ADDR, default 127.0.0.1:8080). No other set-up needed.
+    Demo {
+        /// TOML configuration file (see docs/configuration.md); the environment overrides it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Mint a caller token (HS256 with GATEWAY_JWT_SECRET) for development and tests.
+    Token {
+        /// The user id (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// Topic patterns the token may subscribe to, comma-separated (e.g. guild:*,channel:2).
+        #[arg(long, value_delimiter = ',', default_value = "*")]
+        topics: Vec<String>,
+        /// Command kinds the token may send, comma-separated (send-message, add-reaction, typing-start, *).
+        #[arg(long, value_delimiter = ',', default_value = "*")]
+        cmds: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// The signing secret.
+        #[arg(long, env = "GATEWAY_JWT_SECRET", hide_env_values = true)]
+        secret: String,
     },
     /// Check or hot-load a policy component.
     #[command(subcommand)]
@@ -102,6 +127,26 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Runtime::new()?;
             let shutdown = crate::server::shutdown_signal();
             runtime.block_on(crate::server::serve(config, link_config, shutdown))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { config } => {
+            let config = Config::load(config.as_deref())?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(crate::demo::run(config, crate::server::shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            sub,
+            topics,
+            cmds,
+            ttl,
+            secret,
+        } => {
+            let auth = crate::auth::Authenticator::new(&crate::config::Secret::new(secret));
+            println!(
+                "{}",
+                auth.mint(&sub, topics, cmds, std::time::Duration::from_secs(ttl))?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Component(ComponentCommand::Check { slot, file, config }) => {

@@ -1,7 +1,7 @@
 //! Configuration: an optional TOML file (`--config`), overridden by environment variables.
 //!
 //! Environment: `GATEWAY_HTTP_ADDR`, `GATEWAY_ADMIN_ADDR`, `GATEWAY_ADMIN_TOKEN`,
-//! `GATEWAY_JWT_SECRET`, `GATEWAY_COMPONENTS_DIR`. See `docs/configuration.md` for the file format.
+//! `GATEWAY_JWT_SECRET`, `GATEWAY_COMPONENTS_DIR`, `GATEWAY_CORS_ORIGINS`. See `docs/configuration.md` for the file format.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::commands::CommandSettings;
 use crate::policy::buckets::BucketLimits;
 use crate::policy::{FailurePolicy, PolicySettings, RuntimeLimits, SlotKind, SlotSettings};
+use crate::sse::StreamSettings;
 
 /// Default public listener.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
@@ -64,6 +65,10 @@ pub struct Config {
     pub policy: PolicySettings,
     /// The command pipeline's bounds and timeouts (`[commands]`).
     pub commands: CommandSettings,
+    /// `/api/stream` settings.
+    pub stream: StreamSettings,
+    /// Origins allowed by CORS (`GATEWAY_CORS_ORIGINS`, comma-separated); empty: none.
+    pub cors_origins: Vec<String>,
 }
 
 /// The TOML file's shape.
@@ -74,8 +79,10 @@ struct FileConfig {
     admin_addr: Option<SocketAddr>,
     components_dir: Option<PathBuf>,
     max_component_mib: Option<usize>,
+    cors_origins: Vec<String>,
     policy: PolicyFile,
     commands: CommandSettings,
+    stream: StreamSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +180,15 @@ impl Config {
                 file.commands.check().map_err(anyhow::Error::msg)?;
                 file.commands
             },
+            stream: file.stream,
+            cors_origins: env("GATEWAY_CORS_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().to_string())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or(file.cors_origins),
         })
     }
 

@@ -1,6 +1,8 @@
 //! `gateway-host serve` as a real process against the real simulator: refuses to start
-//! without LINK_TOKEN, becomes ready once the link is up, exits 0 on SIGTERM.
+//! without LINK_TOKEN, becomes ready once the link is up, serves a stream to a token
+//! minted by `gateway-host token`, and on SIGTERM tells open streams and exits 0.
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -69,7 +71,36 @@ fn serve_becomes_ready_and_stops_on_sigterm() {
     assert_eq!(status, 200);
     assert!(metrics.contains("gateway_link_state"), "{metrics}");
 
-    // SIGTERM: graceful stop, exit 0.
+    // An open stream, authenticated with a token from `gateway-host token`.
+    let out = Command::new(BIN)
+        .args(["token", "--sub", "42", "--topics", "guild:*"])
+        .env("GATEWAY_JWT_SECRET", "jwt-secret")
+        .output()
+        .expect("token");
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET /api/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .expect("send");
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("retry:") {
+        let n = stream.read(&mut buf).expect("stream opens");
+        assert!(n > 0, "stream closed early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+
+    // SIGTERM: streams are told, listeners drain, exit 0.
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -86,9 +117,18 @@ fn serve_becomes_ready_and_stops_on_sigterm() {
         assert!(Instant::now() < deadline, "host did not stop after SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     };
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(
+        seen.contains("event: shutdown"),
+        "open streams are told about the shutdown: {seen}"
+    );
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
         let _ = e.read_to_string(&mut stderr);
     }
     assert!(status.success(), "exit status {status}: {stderr}");

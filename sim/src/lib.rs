@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -172,6 +173,11 @@ fn spawn_server(
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
+        // TCP_NODELAY: event frames are small; without it Nagle and delayed ACKs hold
+        // them back by tens of milliseconds.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

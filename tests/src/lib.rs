@@ -4,7 +4,9 @@
 //! feature fails the test with a message instead of hanging it.
 
 pub mod commands;
+pub mod host;
 pub mod policy;
+pub mod sse_client;
 
 use std::future::Future;
 use std::io::Write;

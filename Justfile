@@ -1,0 +1,51 @@
+# gateway-host tasks. `just --list` shows them all.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+components := "-p event-router -p rate-limiter -p command-validator -p voice-filter"
+
+# List the recipes.
+default:
+    @just --list
+
+# Install the wasm target the policy components are built for (idempotent).
+setup:
+    rustup target add wasm32-wasip2
+
+# Build the default policy components for wasm32-wasip2 and print where they are.
+build-components: setup
+    cargo build --profile component --target wasm32-wasip2 --target-dir target/wasm-components {{components}}
+    @ls -1 target/wasm-components/wasm32-wasip2/component/*.wasm
+
+# Run the demo: the host with an embedded simulator and the default components on :8080.
+demo: setup
+    cargo run --release -p gateway-host -- demo
+
+# Run the host against a real upstream (needs LINK_TOKEN and GATEWAY_JWT_SECRET).
+serve *ARGS: setup
+    cargo run --release -p gateway-host -- serve {{ARGS}}
+
+# Run the upstream simulator on its own.
+sim *ARGS:
+    cargo run --release -p gateway-sim -- {{ARGS}}
+
+# Formatting and lints, host and components.
+lint: setup
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings
+    cargo clippy --target wasm32-wasip2 --target-dir target/wasm-components {{components}} -p hostile-limiter -p hostile-router -- -D warnings
+
+# The full test suite: lints, unit tests and end-to-end tests (real sockets, simulator, components).
+test: lint
+    cargo test
+
+# Benchmarks (see bench/RESULTS.md for the latest figures): component calls, then the SSE
+# harness against a release `gateway-host serve` process on loopback.
+bench: setup
+    cargo bench -p gateway-host --bench policy_calls
+    cargo build --release -p gateway-host -p gateway-bench
+    target/release/sse-bench latency --rate 1000 --clients 100
+    target/release/sse-bench latency --rate 100 --clients 1000
+    target/release/sse-bench latency --rate 500 --clients 500
+    target/release/sse-bench latency --rate 1000 --clients 1000
+    target/release/sse-bench idle --clients 10000
