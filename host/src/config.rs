@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::commands::CommandSettings;
 use crate::policy::buckets::BucketLimits;
 use crate::policy::{FailurePolicy, PolicySettings, RuntimeLimits, SlotKind, SlotSettings};
 use crate::sse::StreamSettings;
@@ -62,6 +63,8 @@ pub struct Config {
     /// Largest component accepted by the admin API, in bytes.
     pub max_component_bytes: usize,
     pub policy: PolicySettings,
+    /// The command pipeline's bounds and timeouts (`[commands]`).
+    pub commands: CommandSettings,
     /// `/api/stream` settings.
     pub stream: StreamSettings,
     /// Origins allowed by CORS (`GATEWAY_CORS_ORIGINS`, comma-separated); empty: none.
@@ -78,6 +81,7 @@ struct FileConfig {
     max_component_mib: Option<usize>,
     cors_origins: Vec<String>,
     policy: PolicyFile,
+    commands: CommandSettings,
     stream: StreamSettings,
 }
 
@@ -172,6 +176,10 @@ impl Config {
                 .unwrap_or(64)
                 .saturating_mul(1024 * 1024),
             policy,
+            commands: {
+                file.commands.check().map_err(anyhow::Error::msg)?;
+                file.commands
+            },
             stream: file.stream,
             cors_origins: env("GATEWAY_CORS_ORIGINS")
                 .map(|v| {
@@ -203,6 +211,8 @@ mod tests {
         let file: FileConfig = toml::from_str(
             r#"
             admin-addr = "127.0.0.1:9999"
+            [commands]
+            queue-capacity = 5
             [policy.limits]
             call-timeout-ms = 7
             [policy.slots.rate-limiter]
@@ -218,6 +228,8 @@ mod tests {
         assert_eq!(config.http_addr.port(), 1234);
         assert_eq!(config.admin_addr.port(), 9999);
         assert_eq!(config.policy.limits.call_timeout_ms, 7);
+        assert_eq!(config.commands.queue_capacity, 5);
+        assert_eq!(config.commands.ack_wait_ms, 5_000);
         let limiter = config.slot(SlotKind::RateLimiter);
         assert_eq!(limiter.failure, FailurePolicy::FailOpen);
         assert_eq!(

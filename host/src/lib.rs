@@ -17,6 +17,7 @@ pub mod api_error;
 pub mod auth;
 pub mod bus;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod event_meta;

@@ -16,6 +16,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Authenticator;
 use crate::bus::Bus;
+use crate::commands::CommandPipeline;
 use crate::config::Config;
 use crate::link::{self, LinkConfig, LinkHandle, LinkState};
 use crate::policy::Policies;
@@ -32,6 +33,7 @@ pub struct Host {
     pub auth: Authenticator,
     pub bus: Bus,
     pub link: LinkHandle,
+    pub commands: CommandPipeline,
     pub hub: StreamHub,
     /// Serve the demo page with a ready-made token (the `demo` command only).
     pub demo_mode: bool,
@@ -55,11 +57,13 @@ impl Host {
         let bus = Bus::new();
         let hub = StreamHub::start(&bus, policies.clone(), config.stream.clone());
         let link = link::spawn(link_config, bus.clone());
+        let commands = CommandPipeline::start(config.commands.clone(), link.clone());
         Ok(Host {
             policies,
             auth,
             bus,
             link,
+            commands,
             hub,
             demo_mode: false,
             cors_origins: config.cors_origins.clone(),
@@ -80,11 +84,16 @@ pub fn health_router(link: LinkHandle, policies: Arc<Policies>) -> Router {
         .route("/metrics", get(|| async { metrics_response() }))
 }
 
-/// Every public route: health, the demo page, the stream; CORS by allow-list.
+/// Every public route: health, the demo page, the stream, the commands; CORS by allow-list.
 pub fn public_router(host: &Host) -> Router {
     health_router(host.link.clone(), host.policies.clone())
         .merge(demo::page_router(host.demo_mode.then(|| host.auth.clone())))
         .merge(sse::router(host.hub.clone(), host.auth.clone()))
+        .merge(crate::commands::router(
+            host.auth.clone(),
+            host.policies.clone(),
+            host.commands.clone(),
+        ))
         .layer(cors(&host.cors_origins))
 }
 

@@ -1,0 +1,139 @@
+//! Commands from browsers back to the gateway: `POST /api/commands/{send-message,
+//! add-reaction,typing-start}` and `GET /api/commands/{requestId}`.
+//!
+//! Each step of the pipeline has its own answer, so a client can tell what to fix:
+//! auth (401/403) → body (413/415/400) → validator slot (400 with field errors) → limiter
+//! slot (429) → [`CommandQueue`] (503 when full) → the [`dispatcher`] writes it to the
+//! link and waits for the ack → 200 with the outcome, or 202 with the requestId when the
+//! ack takes longer than `ack-wait-ms`. Every accepted command reaches exactly one
+//! terminal outcome, readable afterwards from the [`OutcomeStore`]. See `docs/commands.md`.
+//!
+//! * [`settings`]: the knobs (`[commands]` in the config file).
+//! * [`body`]: JSON bodies and their field checks.
+//! * [`queue`]: the bounded FIFO and the command envelope.
+//! * [`dispatcher`]: the task between the queue and the link.
+//! * [`outcomes`]: terminal outcomes and their bounded store.
+//! * [`http`]: the handlers.
+
+pub mod body;
+pub mod dispatcher;
+pub mod http;
+pub mod outcomes;
+pub mod queue;
+pub mod settings;
+
+use std::sync::Arc;
+
+use gateway_protocol::CommandBody;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use http::router;
+pub use outcomes::{Finished, Outcome, OutcomeStore};
+pub use queue::{CommandQueue, Envelope, QueueFull};
+pub use settings::CommandSettings;
+
+use crate::link::LinkHandle;
+
+/// Aborts the dispatcher when the last pipeline handle goes.
+struct TaskGuard(JoinHandle<()>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A command accepted into the pipeline.
+#[derive(Debug)]
+pub struct Accepted {
+    pub request_id: String,
+    /// Resolves with the outcome (dropping it does not affect delivery).
+    pub outcome: oneshot::Receiver<Finished>,
+}
+
+/// The queue, the outcome store and the dispatcher task. Cheap to clone.
+#[derive(Clone)]
+pub struct CommandPipeline {
+    queue: Arc<CommandQueue>,
+    outcomes: Arc<OutcomeStore>,
+    settings: Arc<CommandSettings>,
+    _task: Arc<TaskGuard>,
+}
+
+impl std::fmt::Debug for CommandPipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandPipeline")
+            .field("outstanding", &self.queue.outstanding())
+            .finish()
+    }
+}
+
+impl CommandPipeline {
+    /// Starts the dispatcher on `link`. Needs a tokio runtime.
+    pub fn start(settings: CommandSettings, link: LinkHandle) -> CommandPipeline {
+        let queue = Arc::new(CommandQueue::new(settings.queue_capacity));
+        let outcomes = Arc::new(OutcomeStore::new(
+            settings.outcome_ttl(),
+            settings.max_outcomes,
+        ));
+        let dispatcher =
+            dispatcher::Dispatcher::new(queue.clone(), outcomes.clone(), link, settings.clone());
+        let task = tokio::spawn(dispatcher.run());
+        CommandPipeline {
+            queue,
+            outcomes,
+            settings: Arc::new(settings),
+            _task: Arc::new(TaskGuard(task)),
+        }
+    }
+
+    /// Accepts a validated, rate-checked command from `owner`, or refuses it when full.
+    pub fn submit(
+        &self,
+        owner: &str,
+        trace_id: &str,
+        body: CommandBody,
+    ) -> Result<Accepted, QueueFull> {
+        let request_id = new_request_id();
+        let kind = body.kind();
+        let mut envelope = Envelope::new(
+            request_id.clone(),
+            trace_id.to_string(),
+            owner.to_string(),
+            body,
+        );
+        let (tx, rx) = oneshot::channel();
+        envelope.waiter = Some(tx);
+        // Recorded before the push so the dispatcher's outcome always finds the entry.
+        self.outcomes.pending(&request_id, trace_id, kind, owner);
+        if let Err(full) = self.queue.push(envelope) {
+            self.outcomes.forget(&request_id);
+            return Err(full);
+        }
+        Ok(Accepted {
+            request_id,
+            outcome: rx,
+        })
+    }
+
+    /// The status document of `request_id`, if `owner` sent it and it is still known.
+    pub fn status(&self, request_id: &str, owner: &str) -> Option<serde_json::Value> {
+        self.outcomes.get(request_id, owner)
+    }
+
+    /// Commands accepted and not finished.
+    pub fn outstanding(&self) -> usize {
+        self.queue.outstanding()
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &CommandSettings {
+        &self.settings
+    }
+}
+
+/// A fresh request id: 128 random bits in hex.
+pub fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
