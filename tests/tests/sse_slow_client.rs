@@ -32,7 +32,7 @@ async fn a_client_that_stops_reading_is_dropped_and_others_get_everything() -> a
     let mut reader = get(&h.addr, "/api/stream", &[("Authorization", &auth)]).await?;
     assert_eq!(reader.status, 200);
     wait_until(Duration::from_secs(10), "both subscribed", || {
-        h.host.hub.client_count() == 2
+        h.host().hub.client_count() == 2
     })
     .await?;
 
@@ -69,7 +69,7 @@ async fn a_client_that_stops_reading_is_dropped_and_others_get_everything() -> a
     }
     reading.await??;
     wait_until(Duration::from_secs(10), "stalled client dropped", || {
-        h.host.hub.lagged_total() == 1 && h.host.hub.client_count() == 1
+        h.host().hub.lagged_total() == 1 && h.host().hub.client_count() == 1
     })
     .await?;
     drop(stalled);

@@ -136,7 +136,7 @@ async fn resume_with_last_event_id_gets_exactly_the_missed_events() -> anyhow::R
     drop(first);
     h.sim.control().emit(30);
     wait_until(T, "hub published 50", || {
-        h.host.hub.last_id().is_some_and(|id| id.seq == 50)
+        h.host().hub.last_id().is_some_and(|id| id.seq == 50)
     })
     .await?;
 
@@ -318,7 +318,7 @@ async fn connection_cap_and_cors() -> anyhow::Result<()> {
     assert!(c.header("retry-after").is_some());
     // Closing a stream frees its slot.
     drop(a);
-    wait_until(T, "slot freed", || h.host.hub.client_count() == 1).await?;
+    wait_until(T, "slot freed", || h.host().hub.client_count() == 1).await?;
     open(&h, "", &["*"], &[]).await;
     Ok(())
 }
@@ -331,7 +331,7 @@ async fn a_router_swap_keeps_every_subscriber_and_event() -> anyhow::Result<()> 
     read_events(&mut r, 20).await;
     // Swap in a router that traps on every call: the failure policy (fail-open) routes on
     // the default topics, the stream stays open, no event is lost.
-    let slot = h.host.policies.slot(SlotKind::EventRouter);
+    let slot = h.host().policies.slot(SlotKind::EventRouter);
     slot.install(slot.prepare_with_config(HOSTILE_ROUTER, "test", vec![])?);
     h.sim.control().emit(20);
     let got = read_events(&mut r, 20).await;
@@ -344,6 +344,6 @@ async fn a_router_swap_keeps_every_subscriber_and_event() -> anyhow::Result<()> 
     slot.rollback()?;
     h.sim.control().emit(5);
     read_events(&mut r, 5).await;
-    assert_eq!(h.host.hub.client_count(), 1);
+    assert_eq!(h.host().hub.client_count(), 1);
     Ok(())
 }
