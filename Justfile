@@ -43,6 +43,7 @@ test: lint
 # harness against a release `gateway-host serve` process on loopback.
 bench: setup
     cargo bench -p gateway-host --bench policy_calls
+    cargo bench -p gateway-host --bench command_dispatch
     cargo build --release -p gateway-host -p gateway-bench
     target/release/sse-bench latency --rate 1000 --clients 100
     target/release/sse-bench latency --rate 100 --clients 1000
