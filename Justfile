@@ -39,6 +39,13 @@ lint: setup
 test: lint
     cargo test
 
+# Browser test of the demo page: Debian's chromium driven by playwright-core (npm).
+# Needs `apt-get install chromium` once; the screenshot lands in <target>/e2e/demo.png.
+e2e: setup
+    cargo build -p gateway-host
+    cd tests/browser && npm ci --silent --no-audit --no-fund
+    target="${CARGO_TARGET_DIR:-{{justfile_directory()}}/target}"; node tests/browser/demo.mjs "$target/debug/gateway-host" "$target/e2e"
+
 # Benchmarks (see bench/RESULTS.md for the latest figures): component calls, then the SSE
 # harness against a release `gateway-host serve` process on loopback.
 bench: setup
