@@ -21,6 +21,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod event_meta;
+pub mod http1;
 pub mod link;
 pub mod metrics;
 pub mod policy;

@@ -162,7 +162,9 @@ pub async fn serve_host(
     if config.admin_token.is_none() {
         tracing::warn!("GATEWAY_ADMIN_TOKEN is not set: the admin API will refuse every request");
     }
-    let public = bind(config.http_addr).await?;
+    let public = TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_addr))?;
     let admin_listener = bind(config.admin_addr).await?;
     tracing::info!(http = %config.http_addr, admin = %config.admin_addr, "gateway-host listening");
 
@@ -191,17 +193,15 @@ pub async fn serve_host(
             .await
     });
     let hub = host.hub.clone();
-    let public_result = axum::serve(public, public_router(&host))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            hub.shutdown();
-        })
-        .await;
+    crate::http1::serve(public, public_router(&host), async move {
+        shutdown.await;
+        hub.shutdown();
+    })
+    .await;
     let _ = stop_tx.send(true);
     sweeper.abort();
     admin_task.await??;
     host.link.shutdown().await;
-    public_result?;
     tracing::info!("gateway-host stopped");
     Ok(())
 }
