@@ -69,6 +69,19 @@ impl TestHost {
         Ok(TestHost { host, addr, server })
     }
 
+    /// Take the upstream link down and keep it down (the simulator refuses the token)
+    /// until `sim.control().set_refuse_auth(false)`.
+    pub async fn take_link_down(&self, sim: &SimHandle) -> anyhow::Result<()> {
+        sim.control().set_refuse_auth(true);
+        sim.control().drop_links();
+        crate::wait_state(
+            &self.host.link,
+            gateway_host::link::LinkState::Reconnecting,
+            REQUEST_TIMEOUT,
+        )
+        .await
+    }
+
     /// A token for `sub` allowing `cmds` (and every topic), valid for 10 minutes.
     pub fn token(&self, sub: &str, cmds: &[&str]) -> String {
         self.host

@@ -24,9 +24,7 @@ async fn thousand_queued_while_down_then_delivered_in_order() -> anyhow::Result<
     })?;
     let host = TestHost::start(&sim, config).await?;
     wait_state(&host.host.link, LinkState::Connected, T).await?;
-    sim.control().set_refuse_auth(true);
-    sim.control().drop_links();
-    wait_state(&host.host.link, LinkState::Reconnecting, T).await?;
+    host.take_link_down(&sim).await?;
 
     let token = host.token("5", &["send-message"]);
     let started = std::time::Instant::now();

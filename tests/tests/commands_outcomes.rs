@@ -176,9 +176,7 @@ async fn a_command_the_link_cannot_take_expires() -> anyhow::Result<()> {
     })?;
     let host = TestHost::start(&sim, config).await?;
     wait_state(&host.host.link, LinkState::Connected, T).await?;
-    sim.control().set_refuse_auth(true);
-    sim.control().drop_links();
-    wait_state(&host.host.link, LinkState::Reconnecting, T).await?;
+    host.take_link_down(&sim).await?;
     let token = host.token("9", &["*"]);
     let reply = host
         .command("typing-start", &token, &json!({"channelId": "3"}))
