@@ -7,13 +7,14 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::api_error::ApiError;
+use crate::auth::bearer_token;
 use crate::config::Secret;
 use crate::policy::{LoadError, Policies, SlotKind};
 
@@ -48,12 +49,7 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
         )
         .into_response();
     };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
+    match bearer_token(request.headers()) {
         Some(p) if token.matches(p) => next.run(request).await,
         Some(_) => ApiError::new(
             StatusCode::FORBIDDEN,

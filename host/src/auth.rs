@@ -137,12 +137,16 @@ impl Authenticator {
     }
 }
 
-fn token_from(headers: &HeaderMap) -> Option<String> {
-    if let Some(bearer) = headers
+/// The value of an `Authorization: Bearer <value>` header, as sent.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    {
+}
+
+fn token_from(headers: &HeaderMap) -> Option<String> {
+    if let Some(bearer) = bearer_token(headers) {
         return Some(bearer.trim().to_string());
     }
     headers

@@ -141,14 +141,4 @@ impl BucketStore {
             shard.lock().retain(|_, e| e.expires_at_ms > now_ms);
         }
     }
-
-    /// Buckets currently stored.
-    pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
-    }
-
-    /// True when no bucket is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

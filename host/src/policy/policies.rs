@@ -90,7 +90,6 @@ impl<T> Verdict<T> {
 
 /// All four slots, the bucket store and the call threads.
 pub struct Policies {
-    runtime: PolicyRuntime,
     slots: HashMap<SlotKind, PolicySlot>,
     buckets: BucketStore,
     executor: PolicyExecutor,
@@ -149,7 +148,6 @@ impl Policies {
             );
         }
         Ok(Policies {
-            runtime,
             slots,
             buckets: BucketStore::new(settings.buckets),
             executor,
@@ -168,19 +166,9 @@ impl Policies {
         SlotKind::ALL.iter().map(|k| self.slot(*k).info()).collect()
     }
 
-    /// The shared runtime.
-    pub fn runtime(&self) -> &PolicyRuntime {
-        &self.runtime
-    }
-
     /// The host's monotonic clock handed to the limiter, in milliseconds.
     pub fn now_ms(&self) -> u64 {
         self.clock.elapsed().as_millis() as u64
-    }
-
-    /// Rate-limit buckets currently held.
-    pub fn bucket_count(&self) -> usize {
-        self.buckets.len()
     }
 
     /// Evict expired buckets.

@@ -72,14 +72,4 @@ impl ReplayRing {
             .cloned()
             .collect()
     }
-
-    /// Frames held.
-    pub fn len(&self) -> usize {
-        self.frames.len()
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
-    }
 }
