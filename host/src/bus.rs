@@ -34,6 +34,10 @@ pub struct BusEvent {
     pub d: Box<RawValue>,
     /// When the host read the frame (for latency measurements).
     pub received_at: Instant,
+    /// `Some(why)` when events may have been lost between the previous bus event and this
+    /// one (an upstream seq hole, a new upstream session, a resume the upstream could not
+    /// replay). Consumers that promise gap-free resumes must surface it (SSE: `reset`).
+    pub loss_before: Option<&'static str>,
 }
 
 /// Why a subscription ended.
@@ -179,6 +183,7 @@ mod tests {
             ts: 0,
             d: RawValue::from_string("{}".into()).expect("valid json"),
             received_at: Instant::now(),
+            loss_before: None,
         })
     }
 

@@ -339,6 +339,7 @@ impl Client {
             ts: event.ts,
             d: event.d,
             received_at: StdInstant::now(),
+            loss_before: None,
         }));
     }
 }
