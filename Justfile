@@ -35,9 +35,25 @@ lint: setup
     cargo clippy --all-targets -- -D warnings
     cargo clippy --target wasm32-wasip2 --target-dir target/wasm-components {{components}} -p hostile-limiter -p hostile-router -- -D warnings
 
-# The full test suite: lints, unit tests and end-to-end tests (real sockets, simulator, components).
+# The full test suite: lints, unit tests and end-to-end tests (real sockets, simulator, components),
+# then the HTTP contract check (schemathesis against docs/openapi.yaml on a live host).
 test: lint
     cargo test
+    just contract
+
+# schemathesis (PyPI) in a venv under the target dir, installed once.
+contract-tools:
+    target="${CARGO_TARGET_DIR:-{{justfile_directory()}}/target}"; \
+    if [ ! -x "$target/contract-venv/bin/schemathesis" ]; then \
+        python3 -m venv "$target/contract-venv" && \
+        "$target/contract-venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5; \
+    fi
+
+# The HTTP API contract: schemathesis against docs/openapi.yaml on a live `gateway-host demo`.
+contract: contract-tools
+    cargo build -p gateway-host
+    target="${CARGO_TARGET_DIR:-{{justfile_directory()}}/target}"; \
+    python3 tests/contract/run.py "$target/debug/gateway-host" "$target/contract-venv/bin/schemathesis"
 
 # Browser test of the demo page: Debian's chromium driven by playwright-core (npm).
 # Needs `apt-get install chromium` once; the screenshot lands in <target>/e2e/demo.png.

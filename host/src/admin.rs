@@ -37,6 +37,7 @@ pub fn router(
         .route("/admin/components/{slot}/rollback", post(rollback))
         .layer(DefaultBodyLimit::max(max_component_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn(crate::api_error::json_errors))
         .with_state(state)
 }
 

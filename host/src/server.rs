@@ -94,6 +94,7 @@ pub fn public_router(host: &Host) -> Router {
             host.policies.clone(),
             host.commands.clone(),
         ))
+        .layer(axum::middleware::from_fn(crate::api_error::json_errors))
         .layer(cors(&host.cors_origins))
 }
 
