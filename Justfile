@@ -33,7 +33,7 @@ sim *ARGS:
 lint: setup
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
-    cargo clippy --target wasm32-wasip2 --target-dir target/wasm-components {{components}} -p hostile-limiter -p hostile-router -- -D warnings
+    cargo clippy --target wasm32-wasip2 --target-dir target/wasm-components {{components}} -p hostile-limiter -p hostile-router -p voice-typing -- -D warnings
 
 # The full test suite: lints, unit tests and end-to-end tests (real sockets, simulator, components),
 # then the HTTP contract check (schemathesis against docs/openapi.yaml on a live host).

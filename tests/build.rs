@@ -11,7 +11,7 @@ fn main() {
     let workspace = Path::new(&manifest)
         .parent()
         .expect("tests/ lives in the workspace");
-    let packages = ["hostile-limiter", "hostile-router"];
+    let packages = ["hostile-limiter", "hostile-router", "voice-typing"];
     let paths = build_support::build_components(workspace, &packages);
     for (package, path) in packages.iter().zip(paths) {
         let var = format!(

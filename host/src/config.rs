@@ -12,6 +12,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::commands::CommandSettings;
+use crate::legacy_ws::LegacySettings;
 use crate::policy::buckets::BucketLimits;
 use crate::policy::{FailurePolicy, PolicySettings, RuntimeLimits, SlotKind, SlotSettings};
 use crate::sse::StreamSettings;
@@ -69,6 +70,8 @@ pub struct Config {
     pub stream: StreamSettings,
     /// Origins allowed by CORS (`GATEWAY_CORS_ORIGINS`, comma-separated); empty: none.
     pub cors_origins: Vec<String>,
+    /// The legacy voice bridge `/api/ws` (`[legacy-ws]`, `GATEWAY_LEGACY_WS`).
+    pub legacy_ws: LegacySettings,
 }
 
 /// The TOML file's shape.
@@ -83,6 +86,7 @@ struct FileConfig {
     policy: PolicyFile,
     commands: CommandSettings,
     stream: StreamSettings,
+    legacy_ws: LegacySettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +193,13 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or(file.cors_origins),
+            legacy_ws: LegacySettings {
+                enabled: match env("GATEWAY_LEGACY_WS") {
+                    Some(v) => parse_flag("GATEWAY_LEGACY_WS", &v)?,
+                    None => file.legacy_ws.enabled,
+                },
+                ..file.legacy_ws
+            },
         })
     }
 
@@ -199,6 +210,15 @@ impl Config {
             .get(&kind)
             .cloned()
             .unwrap_or_else(|| SlotSettings::defaults(kind))
+    }
+}
+
+/// A boolean environment flag: `1`/`true`/`on`/`yes` or `0`/`false`/`off`/`no`.
+fn parse_flag(var: &str, value: &str) -> anyhow::Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" => Ok(false),
+        _ => anyhow::bail!("{var}={value:?} is not a flag: use 1/true/on or 0/false/off"),
     }
 }
 

@@ -5,6 +5,7 @@
 //! * [`policy`]: the wasmtime runtime, the four policy slots, hot swap and rollback.
 //! * [`link`]: the single upstream WebSocket link (link protocol v1).
 //! * [`bus`]: in-process publication of upstream events.
+//! * [`legacy_ws`]: the legacy voice bridge `/api/ws` (off by default).
 //! * [`admin`]: the operator listener (component management).
 //! * [`server`]: running a host: listeners, watcher, shutdown.
 //! * [`api_error`]: the JSON error shape shared by every route.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod demo;
 pub mod event_meta;
 pub mod http1;
+pub mod legacy_ws;
 pub mod link;
 pub mod metrics;
 pub mod policy;

@@ -18,6 +18,7 @@ use crate::auth::Authenticator;
 use crate::bus::Bus;
 use crate::commands::CommandPipeline;
 use crate::config::Config;
+use crate::legacy_ws::LegacyBridge;
 use crate::link::{self, LinkConfig, LinkHandle, LinkState};
 use crate::policy::Policies;
 use crate::policy::watch::{ComponentsWatcher, watch_components_dir};
@@ -35,6 +36,8 @@ pub struct Host {
     pub link: LinkHandle,
     pub commands: CommandPipeline,
     pub hub: StreamHub,
+    /// The legacy voice bridge, when `[legacy-ws]` enables it.
+    pub legacy: Option<LegacyBridge>,
     /// Serve the demo page with a ready-made token (the `demo` command only).
     pub demo_mode: bool,
     cors_origins: Vec<String>,
@@ -56,6 +59,10 @@ impl Host {
         };
         let bus = Bus::new();
         let hub = StreamHub::start(&bus, policies.clone(), config.stream.clone());
+        let legacy = config
+            .legacy_ws
+            .enabled
+            .then(|| LegacyBridge::start(&bus, policies.clone(), config.legacy_ws.clone()));
         let link = link::spawn(link_config, bus.clone());
         let commands = CommandPipeline::start(config.commands.clone(), link.clone());
         Ok(Host {
@@ -65,6 +72,7 @@ impl Host {
             link,
             commands,
             hub,
+            legacy,
             demo_mode: false,
             cors_origins: config.cors_origins.clone(),
             _watcher: watcher,
@@ -86,7 +94,12 @@ pub fn health_router(link: LinkHandle, policies: Arc<Policies>) -> Router {
 
 /// Every public route: health, the demo page, the stream, the commands; CORS by allow-list.
 pub fn public_router(host: &Host) -> Router {
+    let legacy = match &host.legacy {
+        Some(bridge) => crate::legacy_ws::router(bridge.clone(), host.auth.clone()),
+        None => Router::new(),
+    };
     health_router(host.link.clone(), host.policies.clone())
+        .merge(legacy)
         .merge(demo::page_router(host.demo_mode.then(|| host.auth.clone())))
         .merge(sse::router(host.hub.clone(), host.auth.clone()))
         .merge(crate::commands::router(

@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod host;
+pub mod legacy_ws;
 pub mod policy;
 pub mod sse_client;
 
