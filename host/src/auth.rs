@@ -32,6 +32,10 @@ pub struct Claims {
     /// Command kinds the caller may send.
     #[serde(default)]
     pub cmds: Vec<String>,
+    /// Event types the caller may publish through `POST /api/internal/events` (patterns
+    /// with a trailing `*`, e.g. `APP_*`); empty: none. App backends only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
 }
 
 /// Does `pattern` (exact, or ending in `*`) match `topic`?
@@ -53,6 +57,11 @@ impl Claims {
                 (None, _) => granted == requested,
             }
         })
+    }
+
+    /// May the caller publish events named `event_type`?
+    pub fn allows_publish(&self, event_type: &str) -> bool {
+        self.publish.iter().any(|p| pattern_matches(p, event_type))
     }
 
     /// May the caller send commands of `kind`?
@@ -96,12 +105,25 @@ impl Authenticator {
         cmds: Vec<String>,
         ttl: Duration,
     ) -> anyhow::Result<String> {
+        self.mint_with_publish(sub, topics, cmds, Vec::new(), ttl)
+    }
+
+    /// Mint a token that may also publish the event types `publish` (app backends).
+    pub fn mint_with_publish(
+        &self,
+        sub: &str,
+        topics: Vec<String>,
+        cmds: Vec<String>,
+        publish: Vec<String>,
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let claims = Claims {
             sub: sub.to_string(),
             exp: now + ttl.as_secs(),
             topics,
             cmds,
+            publish,
         };
         Ok(encode(
             &Header::new(Algorithm::HS256),
@@ -214,6 +236,7 @@ mod tests {
             exp: 1,
             topics: vec![],
             cmds: vec![],
+            publish: vec![],
         };
         let token = encode(
             &Header::new(Algorithm::HS256),
@@ -231,6 +254,7 @@ mod tests {
             exp: 0,
             topics: vec!["guild:*".into(), "channel:7".into()],
             cmds: vec![],
+            publish: vec![],
         };
         assert!(
             c.allows_topic("guild:1") && c.allows_topic("guild:*") && c.allows_topic("channel:7")

@@ -53,6 +53,9 @@ enum Command {
         /// Command kinds the token may send, comma-separated (send-message, add-reaction, typing-start, *).
         #[arg(long, value_delimiter = ',', default_value = "*")]
         cmds: Vec<String>,
+        /// Event types the token may publish through POST /api/internal/events, comma-separated (e.g. APP_*); default none.
+        #[arg(long, value_delimiter = ',')]
+        publish: Vec<String>,
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
@@ -139,13 +142,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             sub,
             topics,
             cmds,
+            publish,
             ttl,
             secret,
         } => {
             let auth = crate::auth::Authenticator::new(&crate::config::Secret::new(secret));
+            let ttl = std::time::Duration::from_secs(ttl);
             println!(
                 "{}",
-                auth.mint(&sub, topics, cmds, std::time::Duration::from_secs(ttl))?
+                auth.mint_with_publish(&sub, topics, cmds, publish, ttl)?
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -12,6 +12,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::commands::CommandSettings;
+use crate::internal_events::InternalEventsSettings;
 use crate::legacy_ws::LegacySettings;
 use crate::policy::buckets::BucketLimits;
 use crate::policy::{FailurePolicy, PolicySettings, RuntimeLimits, SlotKind, SlotSettings};
@@ -72,6 +73,9 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// The legacy voice bridge `/api/ws` (`[legacy-ws]`, `GATEWAY_LEGACY_WS`).
     pub legacy_ws: LegacySettings,
+    /// App-side publishing `POST /api/internal/events` (`[internal-events]`,
+    /// `GATEWAY_INTERNAL_EVENTS`).
+    pub internal_events: InternalEventsSettings,
 }
 
 /// The TOML file's shape.
@@ -87,6 +91,7 @@ struct FileConfig {
     commands: CommandSettings,
     stream: StreamSettings,
     legacy_ws: LegacySettings,
+    internal_events: InternalEventsSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -199,6 +204,13 @@ impl Config {
                     None => file.legacy_ws.enabled,
                 },
                 ..file.legacy_ws
+            },
+            internal_events: InternalEventsSettings {
+                enabled: match env("GATEWAY_INTERNAL_EVENTS") {
+                    Some(v) => parse_flag("GATEWAY_INTERNAL_EVENTS", &v)?,
+                    None => file.internal_events.enabled,
+                },
+                ..file.internal_events
             },
         })
     }

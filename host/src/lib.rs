@@ -6,6 +6,7 @@
 //! * [`link`]: the single upstream WebSocket link (link protocol v1).
 //! * [`bus`]: in-process publication of upstream events.
 //! * [`legacy_ws`]: the legacy voice bridge `/api/ws` (off by default).
+//! * [`internal_events`]: app-side publishing `POST /api/internal/events` (off by default).
 //! * [`admin`]: the operator listener (component management).
 //! * [`server`]: running a host: listeners, watcher, shutdown.
 //! * [`api_error`]: the JSON error shape shared by every route.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod demo;
 pub mod event_meta;
 pub mod http1;
+pub mod internal_events;
 pub mod legacy_ws;
 pub mod link;
 pub mod metrics;

@@ -38,6 +38,8 @@ pub struct Host {
     pub hub: StreamHub,
     /// The legacy voice bridge, when `[legacy-ws]` enables it.
     pub legacy: Option<LegacyBridge>,
+    /// App-side publishing settings (`POST /api/internal/events`).
+    pub internal_events: crate::internal_events::InternalEventsSettings,
     /// Serve the demo page with a ready-made token (the `demo` command only).
     pub demo_mode: bool,
     cors_origins: Vec<String>,
@@ -73,6 +75,7 @@ impl Host {
             commands,
             hub,
             legacy,
+            internal_events: config.internal_events.clone(),
             demo_mode: false,
             cors_origins: config.cors_origins.clone(),
             _watcher: watcher,
@@ -98,8 +101,14 @@ pub fn public_router(host: &Host) -> Router {
         Some(bridge) => crate::legacy_ws::router(bridge.clone(), host.auth.clone()),
         None => Router::new(),
     };
+    let publishing = if host.internal_events.enabled {
+        crate::internal_events::router(host.bus.clone(), host.auth.clone(), &host.internal_events)
+    } else {
+        Router::new()
+    };
     health_router(host.link.clone(), host.policies.clone())
         .merge(legacy)
+        .merge(publishing)
         .merge(demo::page_router(host.demo_mode.then(|| host.auth.clone())))
         .merge(sse::router(host.hub.clone(), host.auth.clone()))
         .merge(crate::commands::router(
