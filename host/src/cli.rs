@@ -111,15 +111,25 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+    // Setting the global subscriber fails only if one is set already; keep that one.
+    match format {
+        LogFormat::Text => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
+        LogFormat::Json => {
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(crate::logging::JsonLogLayer::new(std::io::stderr))
+                .try_init();
+        }
+    }
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {

@@ -10,6 +10,7 @@
 //! * [`admin`]: the operator listener (component management).
 //! * [`server`]: running a host: listeners, watcher, shutdown.
 //! * [`api_error`]: the JSON error shape shared by every route.
+//! * [`logging`]: text or JSON log records (`traceId`, `event`, `latencyMs` at the top).
 //! * [`metrics`]: Prometheus metrics.
 //! * [`config`]: configuration from file and environment.
 //! * [`cli`]: the command line.
@@ -27,6 +28,7 @@ pub mod http1;
 pub mod internal_events;
 pub mod legacy_ws;
 pub mod link;
+pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod server;
