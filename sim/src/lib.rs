@@ -26,6 +26,7 @@ pub mod payloads;
 mod server;
 mod session;
 mod state;
+pub mod voice;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

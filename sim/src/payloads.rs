@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
+use crate::voice::{Presence, VoiceAction, VoiceRooms};
+
 /// First second of 2015, Discord's snowflake epoch, in ms since the Unix epoch.
 const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
 
@@ -83,6 +85,7 @@ pub struct World {
     rng: StdRng,
     increment: u64,
     recent_messages: Vec<(String, String, String)>,
+    voice: VoiceRooms,
 }
 
 const NAMES: [&str; 5] = ["ada", "grace", "linus", "margaret", "ken"];
@@ -125,6 +128,7 @@ impl World {
             rng: StdRng::seed_from_u64(seed),
             increment: 0,
             recent_messages: Vec::new(),
+            voice: VoiceRooms::default(),
         }
     }
 
@@ -143,6 +147,32 @@ impl World {
         items[self.rng.random_range(0..items.len())].clone()
     }
 
+    /// A VOICE_STATE_UPDATE for member `user` of guild `guild` (indexes into the world)
+    /// doing `action`; a dropout comes back by itself 3 to 8 events later.
+    pub fn voice_event(
+        &mut self,
+        guild: usize,
+        user: usize,
+        action: VoiceAction,
+    ) -> (&'static str, Value) {
+        let guild = guild % self.guilds.len();
+        let user = user % self.users.len();
+        let rejoin_after = self.rng.random_range(3..=8);
+        let session = self.hex_id();
+        // A leave still names the voice session it ends, as Discord's does.
+        let ending = self.voice.presence(guild, user).cloned();
+        let presence = self
+            .voice
+            .apply(guild, user, action, || session, rejoin_after);
+        let g = &self.guilds[guild];
+        let channel = presence.as_ref().map(|_| g.voice_channel.as_str());
+        let state = presence.as_ref().or(ending.as_ref());
+        (
+            "VOICE_STATE_UPDATE",
+            voice_state(&g.id, channel, &self.users[user], state),
+        )
+    }
+
     /// The guild owning a channel, if the channel is one of ours.
     pub fn guild_of(&self, channel_id: &str) -> Option<&Guild> {
         self.guilds.iter().find(|g| {
@@ -152,6 +182,9 @@ impl World {
 
     /// A random dispatch: `(t, d)`, weighted roughly like a busy community server.
     pub fn random_event(&mut self) -> (&'static str, Value) {
+        if let Some((g, u)) = self.voice.due_rejoin() {
+            return self.voice_event(g, u, VoiceAction::Join);
+        }
         let roll = self.rng.random_range(0..100u32);
         let guild = self.pick(&self.guilds.clone());
         let channel = self.pick(&guild.text_channels);
@@ -170,15 +203,10 @@ impl World {
             68..75 => self.message_update(&guild.id, &channel, &user),
             75..80 => self.message_delete(&guild.id, &channel),
             80..88 => {
-                let joined = self
-                    .rng
-                    .random_bool(0.7)
-                    .then_some(guild.voice_channel.as_str());
-                let session = self.hex_id();
-                (
-                    "VOICE_STATE_UPDATE",
-                    voice_state(&guild.id, joined, &user, &session),
-                )
+                let g = self.rng.random_range(0..self.guilds.len());
+                let u = self.rng.random_range(0..self.users.len());
+                let action = self.voice.choose(g, u, self.rng.random_range(0..100));
+                self.voice_event(g, u, action)
             }
             88..90 => {
                 let token = self.hex_id();
@@ -313,10 +341,19 @@ pub fn typing(guild_id: &str, channel: &str, user: &User) -> Value {
            "timestamp": now_ms() / 1000, "member": m})
 }
 
-fn voice_state(guild_id: &str, channel: Option<&str>, user: &User, session: &str) -> Value {
-    json!({"guild_id": guild_id, "channel_id": channel, "user_id": user.id, "member": member(),
-           "session_id": session, "deaf": false, "mute": false, "self_deaf": false,
-           "self_mute": false, "self_video": false, "suppress": false,
+fn voice_state(guild_id: &str, channel: Option<&str>, user: &User, p: Option<&Presence>) -> Value {
+    let mut m = member();
+    if let Some(obj) = m.as_object_mut() {
+        obj.insert("user".into(), author(user));
+    }
+    let (session, self_mute, self_deaf) = match (p, channel) {
+        (Some(p), Some(_)) => (p.session.as_str(), p.self_mute, p.self_deaf),
+        (Some(p), None) => (p.session.as_str(), false, false),
+        (None, _) => ("", false, false),
+    };
+    json!({"guild_id": guild_id, "channel_id": channel, "user_id": user.id, "member": m,
+           "session_id": session, "deaf": false, "mute": false, "self_deaf": self_deaf,
+           "self_mute": self_mute, "self_video": false, "self_stream": false, "suppress": false,
            "request_to_speak_timestamp": null})
 }
 
@@ -349,5 +386,45 @@ mod tests {
             let guild = d.get("guild_id").and_then(Value::as_str);
             assert!(guild.is_some(), "{t} has no guild_id");
         }
+    }
+
+    #[test]
+    fn voice_states_tell_joins_leaves_mutes_and_dropouts() {
+        let mut world = World::new(7);
+        let mut inside: std::collections::HashMap<(String, String), usize> = Default::default();
+        let (mut joins, mut leaves, mut mutes, mut quick_rejoins) = (0, 0, 0, 0);
+        let mut left_at: std::collections::HashMap<(String, String), usize> = Default::default();
+        for n in 0..5_000 {
+            let (t, d) = world.random_event();
+            if t != "VOICE_STATE_UPDATE" {
+                continue;
+            }
+            let key = (d["guild_id"].to_string(), d["user_id"].to_string());
+            assert!(d["session_id"].as_str().is_some_and(|s| !s.is_empty()));
+            match (d["channel_id"].is_null(), inside.contains_key(&key)) {
+                (false, false) => {
+                    joins += 1;
+                    if left_at.get(&key).is_some_and(|at| n - at <= 9) {
+                        quick_rejoins += 1;
+                    }
+                    inside.insert(key, n);
+                }
+                (false, true) => mutes += 1,
+                (true, true) => {
+                    leaves += 1;
+                    inside.remove(&key);
+                    left_at.insert(key, n);
+                }
+                (true, false) => panic!("a leave of someone who was not in the channel: {d}"),
+            }
+        }
+        assert!(
+            joins > 20 && leaves > 10 && mutes > 10,
+            "{joins} {leaves} {mutes}"
+        );
+        assert!(
+            quick_rejoins > 3,
+            "dropouts come back soon: {quick_rejoins}"
+        );
     }
 }
