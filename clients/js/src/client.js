@@ -437,7 +437,6 @@ export class LegacySource extends Emitter {
     this._pendingPing = null;
     this._nonce = 0;
     this._ws = null;
-    this._everOpen = false;
     this._closed = false;
     this._open();
   }
@@ -478,10 +477,11 @@ export class LegacySource extends Emitter {
       return;
     }
     this._ws = ws;
+    let opened = false;
     ws.onopen = () => {
       if (ws !== this._ws) return;
       this._attempt = 0;
-      this._everOpen = true;
+      opened = true;
       for (const guildId of this._guilds.keys()) this._send({ v: 1, op: 'join', guildId });
       this._setState('open');
       this._startPing(this.options.pingIntervalMs || 30000);
@@ -493,7 +493,7 @@ export class LegacySource extends Emitter {
       this._ws = null;
       this._stopPing();
       if (this._closed) return;
-      if (this._everOpen) {
+      if (opened) {
         this._emit('reset', { type: 'reset', reason: 'legacy socket closed; it cannot resume, events may have been missed', code: e && e.code });
       }
       this._scheduleReconnect();
