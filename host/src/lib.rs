@@ -7,6 +7,7 @@
 //! * [`bus`]: in-process publication of upstream events.
 //! * [`admin`]: the operator listener (component management).
 //! * [`server`]: running a host: listeners, watcher, shutdown.
+//! * [`client_js`]: `GET /client.js`, the browser client module.
 //! * [`api_error`]: the JSON error shape shared by every route.
 //! * [`metrics`]: Prometheus metrics.
 //! * [`config`]: configuration from file and environment.
@@ -17,6 +18,7 @@ pub mod api_error;
 pub mod auth;
 pub mod bus;
 pub mod cli;
+pub mod client_js;
 pub mod commands;
 pub mod config;
 pub mod demo;

@@ -88,6 +88,7 @@ pub fn health_router(link: LinkHandle, policies: Arc<Policies>) -> Router {
 pub fn public_router(host: &Host) -> Router {
     health_router(host.link.clone(), host.policies.clone())
         .merge(demo::page_router(host.demo_mode.then(|| host.auth.clone())))
+        .merge(crate::client_js::router())
         .merge(sse::router(host.hub.clone(), host.auth.clone()))
         .merge(crate::commands::router(
             host.auth.clone(),
