@@ -176,6 +176,9 @@ export interface LegacyOptions {
   clearTimeout?: (id: unknown) => void;
 }
 
+/** A relayed legacy `event` frame: the SSE envelope's fields, without ids (protocol v1 has none). */
+export type LegacyEvent<D = any> = Omit<GatewayEvent<D>, 'id' | 'version' | 'upstreamSession' | 'upstreamSeq'> & { id?: string };
+
 export declare class LegacySource implements EventSourceLike {
   readonly url: string;
   /** Always false: the legacy socket cannot resume; a drop emits `reset`. */
@@ -188,7 +191,7 @@ export declare class LegacySource implements EventSourceLike {
   on(type: 'state', fn: (state: ConnectionState, info: StateInfo) => void): Off;
   on(type: 'error', fn: (error: unknown) => void): Off;
   on(type: 'hello' | 'joined' | 'left', fn: (frame: Record<string, unknown>) => void): Off;
-  on<D = any>(type: string, fn: (event: GatewayEvent<D>) => void): Off;
+  on<D = any>(type: string, fn: (event: LegacyEvent<D>) => void): Off;
   off(type: string, fn: (...args: any[]) => void): void;
   join(guildId: string): void;
   leave(guildId: string): void;

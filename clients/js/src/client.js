@@ -30,7 +30,7 @@ export const KNOWN_EVENT_TYPES = Object.freeze([
   'MESSAGE_POLL_VOTE_ADD', 'MESSAGE_POLL_VOTE_REMOVE', 'PRESENCE_UPDATE', 'STAGE_INSTANCE_CREATE',
   'STAGE_INSTANCE_UPDATE', 'STAGE_INSTANCE_DELETE', 'SUBSCRIPTION_CREATE', 'SUBSCRIPTION_UPDATE',
   'SUBSCRIPTION_DELETE', 'TYPING_START', 'USER_UPDATE', 'VOICE_CHANNEL_EFFECT_SEND',
-  'VOICE_STATE_UPDATE', 'VOICE_SERVER_UPDATE', 'WEBHOOKS_UPDATE',
+  'VOICE_STATE_UPDATE', 'VOICE_SERVER_UPDATE', 'VOICE_CHANNEL_STATUS_UPDATE', 'WEBHOOKS_UPDATE',
 ]);
 
 /** Events about the connection itself, never gateway events. */
@@ -408,7 +408,8 @@ const WS_OPEN = 1;
 
 /**
  * The legacy voice socket (/api/ws protocol v1) behind the same interface as connect():
- * `on(type, fn)` with the same envelopes, `on('reset')`, `on('state')`, plus ref-counted
+ * `on(type, fn)` with the same envelopes (minus `id`: the legacy protocol has no ids),
+ * `on('reset')`, `on('state')`, plus ref-counted
  * `join(guildId)` / `leave(guildId)`. There is no resume on this socket, so whenever an
  * open socket drops the adapter emits `reset` (events may have been missed) and reconnects
  * with backoff, joining its guilds again.

@@ -13,7 +13,8 @@ function setup(extra = {}) {
   return { WS, timers, src };
 }
 
-const eventFrame = (env) => ({ v: 1, op: 'event', ...env });
+// The legacy frame: the SSE envelope's fields without id/version (the protocol has no ids).
+const eventFrame = ({ id, version, ...env }) => ({ v: 1, op: 'event', ...env });
 
 test('connects with the gateway.v1 and bearer subprotocols, joins once open', () => {
   const { WS, src } = setup();
@@ -39,7 +40,8 @@ test('event frames are relayed as the same envelopes the SSE client delivers', (
   WS.last.frame({ v: 1, op: 'unknown-op' });
   WS.last.onmessage({ data: 'not json' });
   assert.equal(got.length, 2);
-  assert.equal(got[0].id, env.id);
+  assert.equal(got[0].traceId, env.traceId);
+  assert.equal(got[0].guildId, G);
   assert.deepEqual(got[0].data, env.data);
   assert.equal(got[0].op, undefined);
   assert.equal(got[1], 'VOICE_STATE_UPDATE');
