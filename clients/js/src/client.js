@@ -190,7 +190,7 @@ export function commands(options = {}) {
 
   const post = (kind, body) => request('POST', `/api/commands/${kind}`, body);
 
-  return {
+  const api = {
     sendMessage({ channelId, content, nonce } = {}) {
       const body = { channelId, content };
       if (nonce != null) body.nonce = nonce;
@@ -213,7 +213,7 @@ export function commands(options = {}) {
     async waitForOutcome(requestId, { intervalMs = 500, timeoutMs = 65000, maxPolls = 1000 } = {}) {
       const started = Date.now();
       for (let poll = 0; poll < maxPolls; poll++) {
-        const doc = await this.getOutcome(requestId);
+        const doc = await api.getOutcome(requestId);
         if (doc.outcome && doc.outcome !== 'pending') return doc;
         if (Date.now() - started + intervalMs > timeoutMs) break;
         await new Promise((r) => timers.setTimeout(r, intervalMs));
@@ -221,6 +221,7 @@ export function commands(options = {}) {
       throw new GatewayError({ code: 'timeout', message: `no outcome for ${requestId} in time`, requestId });
     },
   };
+  return api;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -235,7 +236,8 @@ const ES_CLOSED = 2;
  * options: url ('/api/stream'), topics ([] = all the token grants), token (commands'
  * Authorization header; also offered to EventSource implementations that accept headers),
  * lastEventId (resume point), EventSource (constructor), types (extra event names for '*'),
- * backoff ({baseMs, capMs}), dedupWindow (ids remembered, 4096), baseUrl (commands),
+ * backoff ({baseMs, capMs}), dedupWindow (ids remembered, 4096), baseUrl (commands; default
+ * the origin of an absolute `url`, else same origin),
  * fetch, random, setTimeout/clearTimeout.
  */
 export function connect(options = {}) {
@@ -264,7 +266,9 @@ export class GatewayClient extends Emitter {
     this._seenOrder = [];
     this._dedupWindow = options.dedupWindow || 4096;
     this._types = new Set([...KNOWN_EVENT_TYPES, ...(options.types || [])]);
-    Object.assign(this, commands({ ...options, baseUrl: options.baseUrl || '' }));
+    // Commands go to the stream's origin unless told otherwise.
+    const origin = /^https?:\/\//i.test(this.url) ? new URL(this.url).origin : '';
+    Object.assign(this, commands({ ...options, baseUrl: options.baseUrl ?? origin }));
     this._open();
   }
 

@@ -89,9 +89,20 @@ test('waitForOutcome is bounded', async () => {
   assert.equal(fetch.calls.length, 3);
 });
 
-test('a connect() client has the command helpers', async () => {
-  const fetch = fakeFetch([{ status: 200, body: delivered }]);
+test('a connect() client has the command helpers, aimed at the stream\'s origin', async () => {
+  const fetch = fakeFetch([{ status: 200, body: delivered }, { status: 200, body: delivered }]);
   const client = connect({ EventSource: fakeEventSourceClass(), fetch, token: 't' });
   assert.equal((await client.sendMessage({ channelId: '2', content: 'hi' })).outcome, 'delivered');
+  assert.equal(fetch.calls[0].url, '/api/commands/send-message');
   client.close();
+  const remote = connect({ EventSource: fakeEventSourceClass(), fetch, url: 'https://gw.example:8443/api/stream' });
+  await remote.typingStart({ channelId: '2' });
+  assert.equal(fetch.calls[1].url, 'https://gw.example:8443/api/commands/typing-start');
+  remote.close();
+});
+
+test('the helpers work detached from their object', async () => {
+  const fetch = fakeFetch([{ status: 200, body: pending }, { status: 200, body: delivered }]);
+  const { waitForOutcome } = commands({ fetch, setTimeout: (fn) => queueMicrotask(fn) });
+  assert.equal((await waitForOutcome('r')).outcome, 'delivered');
 });
