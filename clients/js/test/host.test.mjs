@@ -116,13 +116,19 @@ test('the served /client.js against a live gateway-host demo', { skip: !bin && '
     GATEWAY_JWT_SECRET: randomBytes(32).toString('hex'),
     RUST_LOG: 'warn',
   };
-  const host = spawn(bin, ['demo'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
-  host.stderr.on('data', (d) => { stderr = (stderr + d).slice(-8000); });
+  const hosts = [];
+  const startHost = () => {
+    const h = spawn(bin, ['demo'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    h.stderr.on('data', (d) => { stderr = (stderr + d).slice(-8000); });
+    hosts.push(h);
+    return h;
+  };
+  const host = startHost();
   const clients = [];
   t.after(() => {
     for (const c of clients) c.close();
-    if (host.exitCode === null) host.kill('SIGKILL');
+    for (const h of hosts) if (h.exitCode === null) h.kill('SIGKILL');
   });
   const base = `http://127.0.0.1:${http}`;
 
@@ -152,7 +158,7 @@ test('the served /client.js against a live gateway-host demo', { skip: !bin && '
     const opts = { url: `${base}/api/stream`, baseUrl: base, EventSource, fetch: cookieFetch };
 
     // 1. A real event arrives, typed, with a host id.
-    const all = gw.connect(opts);
+    const all = gw.connect({ ...opts, backoff: { baseMs: 200, capMs: 2000 } });
     clients.push(all);
     const events = [];
     all.on('*', (e) => events.push(e));
@@ -210,6 +216,19 @@ test('the served /client.js against a live gateway-host demo', { skip: !bin && '
     assert.equal(all.state, 'reconnecting');
     const { code } = await until('the host to exit', () => host.exitCode !== null && { code: host.exitCode });
     assert.equal(code, 0);
+
+    // 7. The host comes back (same address, new epoch): the client reconnects by itself with
+    //    the old id, gets a reset (the id is from another epoch), then live events; no id twice.
+    const resetsAll = [];
+    all.on('reset', (r) => resetsAll.push(r));
+    const before = events.length;
+    startHost();
+    await until('the reset after the restart', () => resetsAll.length >= 1);
+    assert.match(resetsAll[0].reason, /epoch|older|ahead|not an id/, resetsAll[0].reason);
+    await until('a live event after the restart', () => events.length > before);
+    assert.equal(all.state, 'open');
+    const ids = events.map((e) => e.id);
+    assert.equal(new Set(ids).size, ids.length, 'no event delivered twice');
   } catch (e) {
     e.message += `\n--- host stderr (tail) ---\n${stderr}`;
     throw e;
