@@ -189,6 +189,15 @@ test('the served /client.js against a live gateway-host demo', { skip: !bin && '
     assert.equal(bad.status, 400);
     assert.ok(bad.fields.some((f) => f.field === 'channelId'), JSON.stringify(bad.fields));
 
+    // 3b. The rate limiter (burst 10, 5 tokens / 5 s per user and channel): 30 at once must
+    //     meet a 429, surfaced as GatewayError.retryAfterMs.
+    const burst = await Promise.all(Array.from({ length: 30 }, () =>
+      all.typingStart({ channelId: first.channelId }).then(() => null, (e) => e)));
+    const limited = burst.filter((e) => e && e.status === 429);
+    assert.ok(limited.length >= 1, JSON.stringify(burst.filter(Boolean).map((e) => e.code)));
+    assert.ok(limited.every((e) => e instanceof gw.GatewayError && e.code === 'rate_limited' && e.retryAfterMs > 0),
+      JSON.stringify(limited.map((e) => [e.code, e.retryAfterMs])));
+
     // 4. Resume: a new client from a known id gets exactly the next event first (replay ring).
     const from = events[events.length - 1].id;
     const resumed = gw.connect({ ...opts, lastEventId: from });
