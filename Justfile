@@ -36,10 +36,20 @@ lint: setup
     cargo clippy --target wasm32-wasip2 --target-dir target/wasm-components {{components}} -p hostile-limiter -p hostile-router -p voice-typing -- -D warnings
 
 # The full test suite: lints, unit tests and end-to-end tests (real sockets, simulator, components),
+# the browser client's tests (`js-test`),
 # then the HTTP contract check (schemathesis against docs/openapi.yaml on a live host).
 test: lint
     cargo test
+    just js-test
     just contract
+
+# The browser client (clients/js): node --test unit tests (fake EventSource/WebSocket, React
+# hook, TypeScript types), and the served /client.js against a live `gateway-host demo`.
+js-test:
+    cargo build -p gateway-host
+    target="${CARGO_TARGET_DIR:-{{justfile_directory()}}/target}"; \
+    cd clients/js && npm ci --silent --no-audit --no-fund && \
+    GATEWAY_HOST_BIN="$target/debug/gateway-host" npm test
 
 # schemathesis (PyPI) in a venv under the target dir, installed once.
 contract-tools:

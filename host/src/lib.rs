@@ -9,6 +9,7 @@
 //! * [`internal_events`]: app-side publishing `POST /api/internal/events` (off by default).
 //! * [`admin`]: the operator listener (component management).
 //! * [`server`]: running a host: listeners, watcher, shutdown.
+//! * [`client_js`]: `GET /client.js`, the browser client module.
 //! * [`api_error`]: the JSON error shape shared by every route.
 //! * [`logging`]: text or JSON log records (`traceId`, `event`, `latencyMs` at the top).
 //! * [`metrics`]: Prometheus metrics.
@@ -20,6 +21,7 @@ pub mod api_error;
 pub mod auth;
 pub mod bus;
 pub mod cli;
+pub mod client_js;
 pub mod commands;
 pub mod config;
 pub mod demo;

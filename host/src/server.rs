@@ -110,6 +110,7 @@ pub fn public_router(host: &Host) -> Router {
         .merge(legacy)
         .merge(publishing)
         .merge(demo::page_router(host.demo_mode.then(|| host.auth.clone())))
+        .merge(crate::client_js::router())
         .merge(sse::router(host.hub.clone(), host.auth.clone()))
         .merge(crate::commands::router(
             host.auth.clone(),
