@@ -24,7 +24,7 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const JWT: &str = "bench-jwt-secret";
+const JWT: &str = "bench-jwt-secret-of-at-least-32-bytes";
 const LINK: &str = "bench-link-token";
 
 #[derive(Parser)]

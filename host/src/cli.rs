@@ -42,7 +42,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Mint a caller token (HS256 with GATEWAY_JWT_SECRET) for development and tests.
+    /// Mint a caller token (HS256 with GATEWAY_JWT_SECRET, at least 32 bytes) for
+    /// development and tests; with --config, it carries the `[auth]` issuer and audience.
     Token {
         /// The user id (`sub`).
         #[arg(long)]
@@ -59,6 +60,9 @@ enum Command {
         /// The signing secret.
         #[arg(long, env = "GATEWAY_JWT_SECRET", hide_env_values = true)]
         secret: String,
+        /// Configuration file whose `[auth]` issuer/audience the token carries.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Check or hot-load a policy component.
     #[command(subcommand)]
@@ -141,8 +145,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             cmds,
             ttl,
             secret,
+            config,
         } => {
-            let auth = crate::auth::Authenticator::new(&crate::config::Secret::new(secret));
+            let settings = match config {
+                Some(path) => Config::load(Some(&path))?.auth,
+                None => crate::auth::AuthSettings::default(),
+            };
+            let secret = crate::config::Secret::new(secret);
+            crate::auth::check_secret(&secret).map_err(anyhow::Error::msg)?;
+            let auth = crate::auth::Authenticator::with_settings(&secret, settings);
             println!(
                 "{}",
                 auth.mint(&sub, topics, cmds, std::time::Duration::from_secs(ttl))?

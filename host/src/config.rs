@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::auth::AuthSettings;
 use crate::commands::CommandSettings;
+use crate::cors::CorsOrigins;
 use crate::policy::buckets::BucketLimits;
 use crate::policy::{FailurePolicy, PolicySettings, RuntimeLimits, SlotKind, SlotSettings};
 use crate::sse::StreamSettings;
@@ -49,6 +51,29 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// `[server]`: settings of the process as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerSettings {
+    /// How long a graceful shutdown may take, in ms: listeners drain and queued commands
+    /// get their last chance to be delivered within it.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl ServerSettings {
+    pub fn shutdown_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.shutdown_timeout_ms)
+    }
+}
+
 /// The resolved configuration of a host.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -67,8 +92,13 @@ pub struct Config {
     pub commands: CommandSettings,
     /// `/api/stream` settings.
     pub stream: StreamSettings,
-    /// Origins allowed by CORS (`GATEWAY_CORS_ORIGINS`, comma-separated); empty: none.
+    /// Origins allowed by CORS (`GATEWAY_CORS_ORIGINS`, comma-separated); empty: none;
+    /// `*` alone: any origin without credentials. Checked at load and at start.
     pub cors_origins: Vec<String>,
+    /// Token checks beyond the signature (`[auth]`).
+    pub auth: AuthSettings,
+    /// Process-wide settings (`[server]`).
+    pub server: ServerSettings,
 }
 
 /// The TOML file's shape.
@@ -83,6 +113,8 @@ struct FileConfig {
     policy: PolicyFile,
     commands: CommandSettings,
     stream: StreamSettings,
+    auth: AuthSettings,
+    server: ServerSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,6 +195,16 @@ impl Config {
                 },
             );
         }
+        let cors_origins: Vec<String> = env("GATEWAY_CORS_ORIGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|o| o.trim().to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
+            .unwrap_or(file.cors_origins);
+        CorsOrigins::parse(&cors_origins).map_err(anyhow::Error::msg)?;
+        file.auth.check().map_err(anyhow::Error::msg)?;
         Ok(Config {
             http_addr: addr("GATEWAY_HTTP_ADDR", file.http_addr, DEFAULT_HTTP_ADDR)?,
             admin_addr: addr("GATEWAY_ADMIN_ADDR", file.admin_addr, DEFAULT_ADMIN_ADDR)?,
@@ -181,14 +223,9 @@ impl Config {
                 file.commands
             },
             stream: file.stream,
-            cors_origins: env("GATEWAY_CORS_ORIGINS")
-                .map(|v| {
-                    v.split(',')
-                        .map(|o| o.trim().to_string())
-                        .filter(|o| !o.is_empty())
-                        .collect()
-                })
-                .unwrap_or(file.cors_origins),
+            cors_origins,
+            auth: file.auth,
+            server: file.server,
         })
     }
 
@@ -253,6 +290,25 @@ mod tests {
         })
         .expect_err("bad address");
         assert!(err.to_string().contains("GATEWAY_ADMIN_ADDR"));
+    }
+
+    #[test]
+    fn bad_cors_origins_and_auth_settings_are_start_errors() {
+        let env = |value: &'static str| {
+            move |n: &str| (n == "GATEWAY_CORS_ORIGINS").then(|| value.to_string())
+        };
+        let star = Config::from_file(FileConfig::default(), env("*")).expect("* alone is fine");
+        assert_eq!(star.cors_origins, vec!["*".to_string()]);
+        let err = Config::from_file(FileConfig::default(), env("https://a.example, nope"))
+            .expect_err("unparsable origin");
+        assert!(err.to_string().contains("\"nope\""), "{err}");
+        let file: FileConfig = toml::from_str(
+            "[auth]\nissuer = \"\"\n[server]\nshutdown-timeout-ms = 3000",
+        )
+        .expect("valid toml");
+        assert_eq!(file.server.shutdown_timeout_ms, 3000);
+        let err = Config::from_file(file, |_| None).expect_err("empty issuer");
+        assert!(err.to_string().contains("issuer"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! * [`api_error`]: the JSON error shape shared by every route.
 //! * [`metrics`]: Prometheus metrics.
 //! * [`config`]: configuration from file and environment.
+//! * [`cors`]: the CORS allow-list, checked at start.
 //! * [`cli`]: the command line.
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod bus;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod cors;
 pub mod demo;
 pub mod event_meta;
 pub mod http1;

@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Authenticator;
 use crate::bus::Bus;
 use crate::commands::CommandPipeline;
 use crate::config::Config;
+use crate::cors::CorsOrigins;
 use crate::link::{self, LinkConfig, LinkHandle, LinkState};
 use crate::policy::Policies;
 use crate::policy::watch::{ComponentsWatcher, watch_components_dir};
@@ -37,7 +37,7 @@ pub struct Host {
     pub hub: StreamHub,
     /// Serve the demo page with a ready-made token (the `demo` command only).
     pub demo_mode: bool,
-    cors_origins: Vec<String>,
+    cors_origins: CorsOrigins,
     _watcher: Option<ComponentsWatcher>,
 }
 
@@ -48,7 +48,9 @@ impl Host {
         let secret = config.jwt_secret.as_ref().ok_or_else(|| {
             anyhow::anyhow!("GATEWAY_JWT_SECRET is not set: it signs and verifies caller tokens")
         })?;
-        let auth = Authenticator::new(secret);
+        crate::auth::check_secret(secret).map_err(anyhow::Error::msg)?;
+        let auth = Authenticator::with_settings(secret, config.auth.clone());
+        let cors_origins = CorsOrigins::parse(&config.cors_origins).map_err(anyhow::Error::msg)?;
         let policies = Arc::new(Policies::with_defaults(config.policy.clone())?);
         let watcher = match &config.components_dir {
             Some(dir) => Some(watch_components_dir(dir, policies.clone())?),
@@ -66,7 +68,7 @@ impl Host {
             commands,
             hub,
             demo_mode: false,
-            cors_origins: config.cors_origins.clone(),
+            cors_origins,
             _watcher: watcher,
         })
     }
@@ -95,23 +97,7 @@ pub fn public_router(host: &Host) -> Router {
             host.commands.clone(),
         ))
         .layer(axum::middleware::from_fn(crate::api_error::json_errors))
-        .layer(cors(&host.cors_origins))
-}
-
-fn cors(origins: &[String]) -> CorsLayer {
-    let allowed: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(allowed))
-        .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            "last-event-id".parse().expect("valid header"),
-        ])
+        .layer(host.cors_origins.layer())
 }
 
 fn readiness(state: LinkState, policies: &Policies) -> axum::response::Response {

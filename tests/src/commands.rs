@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use crate::{TOKEN, fast_link_config};
 
 /// The JWT secret of test hosts.
-pub const JWT_SECRET: &str = "commands-test-secret";
+pub const JWT_SECRET: &str = "commands-test-secret-of-at-least-32-bytes";
 /// Bound on one HTTP exchange.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -162,6 +162,12 @@ impl Request {
             headers: Vec::new(),
             body: String::new(),
         }
+    }
+
+    /// The same request with another method (e.g. `OPTIONS` for a CORS preflight).
+    pub fn with_method(mut self, method: &'static str) -> Request {
+        self.method = method;
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Request {
