@@ -193,7 +193,11 @@ impl Authenticator {
             cmds,
             nbf: None,
             iss: self.settings.issuer.clone(),
-            aud: self.settings.audience.clone().map(serde_json::Value::String),
+            aud: self
+                .settings
+                .audience
+                .clone()
+                .map(serde_json::Value::String),
         };
         self.sign(&claims)
     }
@@ -210,7 +214,8 @@ impl Authenticator {
 
     /// Verify a raw token.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        let refuse = |message: String| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+        let refuse =
+            |message: String| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
         let max = self.settings.max_token_bytes;
         if token.len() > max {
             return Err(refuse(format!("token too large (over {max} bytes)")));
@@ -357,7 +362,10 @@ mod tests {
             exp: 1,
             ..claims("1")
         };
-        assert_eq!(auth().verify(&sign(&expired)).unwrap_err().message, "token expired");
+        assert_eq!(
+            auth().verify(&sign(&expired)).unwrap_err().message,
+            "token expired"
+        );
     }
 
     #[test]
@@ -409,13 +417,22 @@ mod tests {
             aud: Some("other".into()),
             ..claims("7")
         };
-        assert!(strict.verify(&sign(&wrong)).unwrap_err().message.contains("aud"));
+        assert!(
+            strict
+                .verify(&sign(&wrong))
+                .unwrap_err()
+                .message
+                .contains("aud")
+        );
     }
 
     #[test]
     fn short_secrets_are_refused() {
         let err = check_secret(&Secret::new("x")).unwrap_err();
-        assert!(err.contains("GATEWAY_JWT_SECRET") && err.contains("1 bytes"), "{err}");
+        assert!(
+            err.contains("GATEWAY_JWT_SECRET") && err.contains("1 bytes"),
+            "{err}"
+        );
         assert!(check_secret(&Secret::new(SECRET)).is_ok());
     }
 

@@ -302,10 +302,9 @@ mod tests {
         let err = Config::from_file(FileConfig::default(), env("https://a.example, nope"))
             .expect_err("unparsable origin");
         assert!(err.to_string().contains("\"nope\""), "{err}");
-        let file: FileConfig = toml::from_str(
-            "[auth]\nissuer = \"\"\n[server]\nshutdown-timeout-ms = 3000",
-        )
-        .expect("valid toml");
+        let file: FileConfig =
+            toml::from_str("[auth]\nissuer = \"\"\n[server]\nshutdown-timeout-ms = 3000")
+                .expect("valid toml");
         assert_eq!(file.server.shutdown_timeout_ms, 3000);
         let err = Config::from_file(file, |_| None).expect_err("empty issuer");
         assert!(err.to_string().contains("issuer"), "{err}");

@@ -89,7 +89,9 @@ fn parse_origin(entry: &str) -> Result<HeaderValue, String> {
         return bad("it must be a plain host, without user information");
     }
     // `Uri` reports "/" for a missing path; an origin has no path, not even "/".
-    let has_path = entry.split_once("://").is_some_and(|(_, rest)| rest.contains('/'));
+    let has_path = entry
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('/'));
     if has_path || uri.query().is_some() {
         return bad("an origin has no path, query or trailing slash");
     }
@@ -107,10 +109,18 @@ mod tests {
     #[test]
     fn star_alone_is_any_and_mixed_is_refused() {
         assert_eq!(parse(&["*"]), Ok(CorsOrigins::Any));
-        assert!(parse(&["*", "https://a.example"]).unwrap_err().contains('*'));
+        assert!(
+            parse(&["*", "https://a.example"])
+                .unwrap_err()
+                .contains('*')
+        );
         assert_eq!(parse(&[]), Ok(CorsOrigins::None));
         // Building the layers never panics.
-        for origins in [CorsOrigins::Any, CorsOrigins::None, parse(&["http://a:1"]).unwrap()] {
+        for origins in [
+            CorsOrigins::Any,
+            CorsOrigins::None,
+            parse(&["http://a:1"]).unwrap(),
+        ] {
             let _ = origins.layer();
         }
     }

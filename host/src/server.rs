@@ -53,7 +53,11 @@ impl Host {
         let cors_origins = CorsOrigins::parse(&config.cors_origins).map_err(anyhow::Error::msg)?;
         let policies = Arc::new(Policies::with_defaults(config.policy.clone())?);
         let watcher = match &config.components_dir {
-            Some(dir) => Some(watch_components_dir(dir, policies.clone())?),
+            Some(dir) => Some(watch_components_dir(
+                dir,
+                policies.clone(),
+                config.max_component_bytes,
+            )?),
             None => None,
         };
         let bus = Bus::new();

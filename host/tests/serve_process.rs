@@ -53,7 +53,10 @@ fn serve_becomes_ready_and_stops_on_sigterm() {
         .env("GATEWAY_HTTP_ADDR", format!("127.0.0.1:{http}"))
         .env("GATEWAY_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
         .env("GATEWAY_ADMIN_TOKEN", "admin")
-        .env("GATEWAY_JWT_SECRET", "serve-test-jwt-secret-of-32-bytes-or-more")
+        .env(
+            "GATEWAY_JWT_SECRET",
+            "serve-test-jwt-secret-of-32-bytes-or-more",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -74,7 +77,10 @@ fn serve_becomes_ready_and_stops_on_sigterm() {
     // An open stream, authenticated with a token from `gateway-host token`.
     let out = Command::new(BIN)
         .args(["token", "--sub", "42", "--topics", "guild:*"])
-        .env("GATEWAY_JWT_SECRET", "serve-test-jwt-secret-of-32-bytes-or-more")
+        .env(
+            "GATEWAY_JWT_SECRET",
+            "serve-test-jwt-secret-of-32-bytes-or-more",
+        )
         .output()
         .expect("token");
     assert!(out.status.success());

@@ -49,7 +49,10 @@ fn assert_unauthorized(reply: &Reply, what: &str, needle: &str) -> anyhow::Resul
 }
 
 async fn stream(host: &TestHost, token: &str) -> anyhow::Result<Reply> {
-    Request::get("/api/stream").bearer(token).send(host.addr).await
+    Request::get("/api/stream")
+        .bearer(token)
+        .send(host.addr)
+        .await
 }
 
 #[tokio::test]
@@ -76,7 +79,11 @@ async fn future_nbf_empty_sub_and_oversize_tokens_are_401() -> anyhow::Result<()
     let anonymous = sign(&claims(""))?;
     let reply = host.command("typing-start", &anonymous, &body).await?;
     assert_unauthorized(&reply, "empty sub", "sub")?;
-    assert_unauthorized(&stream(&host, &anonymous).await?, "empty sub (stream)", "sub")?;
+    assert_unauthorized(
+        &stream(&host, &anonymous).await?,
+        "empty sub (stream)",
+        "sub",
+    )?;
 
     let huge = sign(&Claims {
         topics: (0..400).map(|i| format!("guild:{i:08}")).collect(),
@@ -107,7 +114,10 @@ async fn issuer_and_audience_are_enforced_when_configured() -> anyhow::Result<()
     wait_state(&host.host.link, LinkState::Connected, T).await?;
     let body = json!({"channelId": "701"});
     let minted = host.token("12", &["*"]);
-    assert_eq!(host.command("typing-start", &minted, &body).await?.status, 200);
+    assert_eq!(
+        host.command("typing-start", &minted, &body).await?.status,
+        200
+    );
     let no_iss = sign(&Claims {
         aud: Some("gateway".into()),
         ..claims("12")
@@ -132,7 +142,10 @@ async fn a_short_jwt_secret_refuses_to_start() -> anyhow::Result<()> {
         Ok(_) => anyhow::bail!("a 1-byte secret was accepted"),
         Err(e) => e.to_string(),
     };
-    assert!(err.contains("GATEWAY_JWT_SECRET") && err.contains("32"), "{err}");
+    assert!(
+        err.contains("GATEWAY_JWT_SECRET") && err.contains("32"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -145,19 +158,25 @@ async fn cors_star_allows_any_origin_without_credentials() -> anyhow::Result<()>
         .with_method("OPTIONS")
         .header("Origin", "https://anywhere.example")
         .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "authorization,content-type")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        )
         .send(host.addr)
         .await?;
     assert!(preflight.status < 300, "{preflight:?}");
     assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
     assert_eq!(preflight.header("access-control-allow-credentials"), None);
     let token = host.token("13", &["*"]);
-    let reply = Request::post("/api/commands/typing-start", json!({"channelId": "702"}).to_string())
-        .bearer(&token)
-        .json()
-        .header("Origin", "https://elsewhere.example")
-        .send(host.addr)
-        .await?;
+    let reply = Request::post(
+        "/api/commands/typing-start",
+        json!({"channelId": "702"}).to_string(),
+    )
+    .bearer(&token)
+    .json()
+    .header("Origin", "https://elsewhere.example")
+    .send(host.addr)
+    .await?;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
     Ok(())
