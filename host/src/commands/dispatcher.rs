@@ -264,7 +264,7 @@ impl Dispatcher {
             let _ = waiter.send(finished.clone());
         }
         self.outcomes.finish(finished);
-        self.queue.finished();
+        self.queue.finished(&envelope.owner);
     }
 }
 
