@@ -184,17 +184,39 @@ pub async fn serve_host(
             .await
     });
     let hub = host.hub.clone();
+    let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain = drain_commands_on(begun_rx, &host, config);
     crate::http1::serve(public, public_router(&host), async move {
         shutdown.await;
         hub.shutdown();
+        let _ = begun_tx.send(());
     })
     .await;
     let _ = stop_tx.send(true);
     sweeper.abort();
     admin_task.await??;
+    let _ = drain.await;
     host.link.shutdown().await;
     tracing::info!("gateway-host stopped");
     Ok(())
+}
+
+/// Once shutdown begins, gives queued commands their last chance on the (still open)
+/// link: delivered, or ended `shutdown`, a little before the shutdown deadline so callers
+/// still waiting get their answer while the listener drains.
+fn drain_commands_on(
+    begun: tokio::sync::oneshot::Receiver<()>,
+    host: &Host,
+    config: &Config,
+) -> tokio::task::JoinHandle<()> {
+    let commands = host.commands.clone();
+    let total = config.server.shutdown_timeout();
+    let within = total.saturating_sub((total / 4).min(Duration::from_secs(1)));
+    tokio::spawn(async move {
+        if begun.await.is_ok() {
+            commands.drain(within).await;
+        }
+    })
 }
 
 /// `gateway-host serve`.

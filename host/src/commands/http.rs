@@ -343,6 +343,11 @@ fn outcome_response(finished: Finished) -> Response {
             "expired",
             "the command could not be delivered in time".to_string(),
         ),
+        Outcome::Shutdown => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutdown",
+            "the host shut down before the command was delivered".to_string(),
+        ),
     };
     let mut error = ApiError::new(status, code, message)
         .with("requestId", finished.request_id.clone())

@@ -27,8 +27,10 @@ pub mod settings;
 
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
 use gateway_protocol::CommandBody;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use http::router;
@@ -63,6 +65,10 @@ pub struct CommandPipeline {
     outcomes: Arc<OutcomeStore>,
     settings: Arc<CommandSettings>,
     invalid: Arc<InvalidBudget>,
+    /// The drain deadline, set once shutdown begins.
+    drain: Arc<watch::Sender<Option<Instant>>>,
+    /// Becomes true when the dispatcher has stopped.
+    stopped: watch::Receiver<bool>,
     _task: Arc<TaskGuard>,
 }
 
@@ -90,14 +96,26 @@ impl CommandPipeline {
             settings.outcome_ttl(),
             settings.max_outcomes,
         ));
-        let dispatcher =
-            dispatcher::Dispatcher::new(queue.clone(), outcomes.clone(), link, settings.clone());
+        let (drain, deadline) = watch::channel(None);
+        let (stopped_tx, stopped) = watch::channel(false);
+        let dispatcher = dispatcher::Dispatcher::new(
+            queue.clone(),
+            outcomes.clone(),
+            link,
+            settings.clone(),
+            dispatcher::Drain {
+                deadline,
+                stopped: stopped_tx,
+            },
+        );
         let task = tokio::spawn(dispatcher.run());
         CommandPipeline {
             queue,
             outcomes,
             settings: Arc::new(settings),
             invalid,
+            drain: Arc::new(drain),
+            stopped,
             _task: Arc::new(TaskGuard(task)),
         }
     }
@@ -150,6 +168,30 @@ impl CommandPipeline {
     /// The per-user budget of invalid commands.
     pub fn invalid_budget(&self) -> &InvalidBudget {
         &self.invalid
+    }
+
+    /// Shutdown: accept nothing new, keep delivering for up to `within`, then end every
+    /// command still waiting or in flight with the outcome `shutdown`. Resolves when every
+    /// command has its outcome (at the latest shortly after `within`).
+    pub async fn drain(&self, within: Duration) {
+        let outstanding = self.queue.outstanding();
+        tracing::info!(
+            outstanding,
+            within_ms = within.as_millis() as u64,
+            "draining the command queue"
+        );
+        self.queue.close();
+        self.drain.send_replace(Some(Instant::now() + within));
+        let mut stopped = self.stopped.clone();
+        // The dispatcher ends everything at the deadline; the margin only guards against
+        // a dispatcher that is no longer running.
+        let bound = within + Duration::from_secs(1);
+        if tokio::time::timeout(bound, stopped.wait_for(|s| *s))
+            .await
+            .is_err()
+        {
+            tracing::error!("the command dispatcher did not stop after the drain deadline");
+        }
     }
 
     /// The settings in force.
