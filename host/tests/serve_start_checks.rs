@@ -79,8 +79,11 @@ fn assert_refused(out: &Output, needles: &[&str]) {
     }
 }
 
+/// Status, body and headers of an answer.
+type Answer = (u16, String, Vec<(String, String)>);
+
 /// A GET with a 2 s timeout; `None` while nothing answers.
-fn get(url: &str, headers: &[(&str, &str)]) -> Option<(u16, String, Vec<(String, String)>)> {
+fn get(url: &str, headers: &[(&str, &str)]) -> Option<Answer> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(2)))
@@ -114,11 +117,7 @@ impl Drop for Running {
 }
 
 /// Polls `url` until something answers (within 30 s) and returns the first answer.
-fn first_answer(
-    url: &str,
-    headers: &[(&str, &str)],
-    child: &mut Running,
-) -> (u16, String, Vec<(String, String)>) {
+fn first_answer(url: &str, headers: &[(&str, &str)], child: &mut Running) -> Answer {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(answer) = get(url, headers) {
@@ -205,7 +204,9 @@ fn serve_with_dir(dir: &Path) -> (Command, u16) {
 
 #[test]
 fn refused_component_files_stop_the_start_naming_them() {
-    let cases: [(&str, &dyn Fn(&Path), &str); 4] = [
+    // (what, how to make rate-limiter.wasm, the reason expected on stderr)
+    type Case<'a> = (&'a str, &'a dyn Fn(&Path), &'a str);
+    let cases: [Case; 4] = [
         (
             "symlink",
             &|p| std::os::unix::fs::symlink("/dev/zero", p).expect("symlink"),
