@@ -254,16 +254,20 @@ impl Client {
                 reason: why.into(),
             })
         };
+        let wait = CLOSE_WAIT.min(self.config.pong_timeout);
         let ours = match end {
-            // tungstenite queued the reply when it read the close; closing flushes it.
-            End::Closed(_) => None,
+            // tungstenite queued the reply when it read the close: reading on writes it,
+            // then waits for the upstream to close TCP (the server's job, RFC 6455).
+            End::Closed(_) => {
+                let _ = timeout(wait, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+                return;
+            }
             End::Shutdown => frame(CloseCode::Normal, "host shutting down"),
             End::Resync(_) => frame(CloseCode::from(CLOSE_RESYNC), "resync"),
             End::Oversize(_) => frame(CloseCode::Size, "frame over the size limit"),
             End::Protocol(_) => frame(CloseCode::Protocol, "protocol violation"),
             End::Zombie | End::NoHello | End::Eof | End::Socket(_) | End::SendTimeout => return,
         };
-        let wait = CLOSE_WAIT.min(self.config.pong_timeout);
         let _ = timeout(wait, ws.close(ours)).await;
     }
 
