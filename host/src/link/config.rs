@@ -54,6 +54,9 @@ pub enum ConfigError {
     /// `GATEWAY_LINK_MAX_FRAME_BYTES` is not a number of bytes ≥ 64 KiB.
     #[error("GATEWAY_LINK_MAX_FRAME_BYTES must be a number of bytes of at least 65536, got {0:?}")]
     BadMaxFrame(String),
+    /// A timing variable that is not a positive number of milliseconds.
+    #[error("{0} must be a positive number of milliseconds, got {1:?}")]
+    BadMillis(&'static str, String),
 }
 
 /// Everything the link client needs.
@@ -134,6 +137,22 @@ impl LinkConfig {
                 .filter(|n| *n >= MIN_MAX_FRAME_BYTES)
                 .ok_or(ConfigError::BadMaxFrame(raw))?;
         }
+        let millis = |key: &'static str, into: &mut Duration| -> Result<(), ConfigError> {
+            if let Some(raw) = get(key).filter(|v| !v.trim().is_empty()) {
+                let ms: u64 = raw
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .ok_or(ConfigError::BadMillis(key, raw))?;
+                *into = Duration::from_millis(ms);
+            }
+            Ok(())
+        };
+        millis("GATEWAY_LINK_PING_INTERVAL_MS", &mut config.ping_interval)?;
+        millis("GATEWAY_LINK_PONG_TIMEOUT_MS", &mut config.pong_timeout)?;
+        millis("GATEWAY_LINK_BACKOFF_BASE_MS", &mut config.backoff_base)?;
+        millis("GATEWAY_LINK_BACKOFF_CAP_MS", &mut config.backoff_cap)?;
         config.state_file = get("GATEWAY_LINK_STATE_FILE")
             .filter(|v| !v.trim().is_empty())
             .map(PathBuf::from);
@@ -192,6 +211,18 @@ mod tests {
         .expect("valid");
         assert_eq!(cfg.max_frame_bytes, 262_144);
         assert_eq!(cfg.state_file, Some(PathBuf::from("/var/lib/gw/link.json")));
+        let cfg = LinkConfig::from_lookup(env(&[
+            ("LINK_TOKEN", "t"),
+            ("GATEWAY_LINK_PING_INTERVAL_MS", "200"),
+            ("GATEWAY_LINK_PONG_TIMEOUT_MS", "600"),
+        ]))
+        .expect("valid");
+        assert_eq!(cfg.zombie_bound(), Duration::from_millis(800));
+        let err = LinkConfig::from_lookup(env(&[
+            ("LINK_TOKEN", "t"),
+            ("GATEWAY_LINK_BACKOFF_BASE_MS", "0"),
+        ]));
+        assert!(matches!(err, Err(ConfigError::BadMillis(..))));
         for bad in ["12", "lots"] {
             let err = LinkConfig::from_lookup(env(&[
                 ("LINK_TOKEN", "t"),
