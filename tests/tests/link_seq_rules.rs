@@ -11,6 +11,15 @@ use gateway_tests::{LogCapture, collect, link_to, start_sim, wait_state, wait_un
 
 const T: Duration = Duration::from_secs(10);
 
+/// The Prometheus text of this test process (the recorder is process-wide, so counts
+/// from other tests of this file add up: assert on presence and lower bounds only).
+fn metric(name_and_labels: &str) -> f64 {
+    gateway_host::metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn seqs(events: &[std::sync::Arc<gateway_host::bus::BusEvent>]) -> Vec<u64> {
     events.iter().map(|e| e.seq).collect()
 }
@@ -47,6 +56,8 @@ async fn one_far_ahead_seq_does_not_stop_delivery() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_real_seq_jump_is_taken_after_one_resync_and_marked_as_loss() -> anyhow::Result<()> {
+    gateway_host::metrics::install();
+    let (logs, _guard) = LogCapture::install();
     let sim = start_sim().await?;
     let (_bus, mut sub, link) = link_to(&sim, |_| {});
     wait_state(&link, LinkState::Connected, T).await?;
@@ -64,6 +75,14 @@ async fn a_real_seq_jump_is_taken_after_one_resync_and_marked_as_loss() -> anyho
     assert!(events[1..].iter().all(|e| e.loss_before.is_none()));
     let stats = link.stats();
     assert_eq!((stats.resyncs, stats.gaps), (1, 1), "{stats:?}");
+    assert!(metric("gateway_link_seq_resyncs_total{reason=\"seq_jump\"}") >= 1.0);
+    assert!(metric("gateway_link_replay_gaps_total") >= 1.0);
+    let text = logs.text();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("WARN") && l.contains("could not fill a seq hole")),
+        "{text}"
+    );
     sim.control().emit(5);
     assert_eq!(collect(&mut sub, 5, T).await?[4].seq, 1_000_025);
     link.shutdown().await;
@@ -74,6 +93,7 @@ async fn a_real_seq_jump_is_taken_after_one_resync_and_marked_as_loss() -> anyho
 #[tokio::test]
 async fn an_upstream_restart_that_keeps_its_session_id_does_not_stop_delivery()
 -> anyhow::Result<()> {
+    gateway_host::metrics::install();
     let (logs, _guard) = LogCapture::install();
     let sim = start_sim().await?;
     let (_bus, mut sub, link) = link_to(&sim, |_| {});
@@ -92,6 +112,7 @@ async fn an_upstream_restart_that_keeps_its_session_id_does_not_stop_delivery()
     assert!(events.iter().all(|e| *e.session_id == *session));
     assert_eq!(link.stats().resyncs, 1);
     assert_eq!(link.stats().gaps, 1);
+    assert!(metric("gateway_link_seq_resyncs_total{reason=\"renumbered\"}") >= 1.0);
     let text = logs.text();
     assert!(
         text.lines()
