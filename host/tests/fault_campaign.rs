@@ -77,7 +77,14 @@ impl Sim {
         loop {
             let mut child = Command::new(&self.bin)
                 .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-                .args(["--rate", "300", "--seed", "7", "--replay-capacity", "100000"])
+                .args([
+                    "--rate",
+                    "300",
+                    "--seed",
+                    "7",
+                    "--replay-capacity",
+                    "100000",
+                ])
                 .env("LINK_TOKEN", TOKEN)
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
@@ -312,7 +319,8 @@ fn delivery_survives_upstream_crashes_and_stalls() {
         }
         let before = event_count(&seen);
         assert!(
-            wait(ROUND_DEADLINE, || event_count(&seen) >= before + AFTER_ROUND),
+            wait(ROUND_DEADLINE, || event_count(&seen)
+                >= before + AFTER_ROUND),
             "round {round}: delivery did not continue ({} events before, {} now)",
             before,
             event_count(&seen)
@@ -331,7 +339,11 @@ fn delivery_survives_upstream_crashes_and_stalls() {
     for pair in ids.windows(2) {
         let ((e0, s0), (e1, s1)) = (pair[0], pair[1]);
         assert_eq!(e0, e1, "one host process, one epoch");
-        assert_eq!(s1, s0 + 1, "host ids have no gap and no repeat: {s0} then {s1}");
+        assert_eq!(
+            s1,
+            s0 + 1,
+            "host ids have no gap and no repeat: {s0} then {s1}"
+        );
     }
     let resets = seen.iter().filter(|f| f.event == "reset").count();
     assert!(

@@ -15,8 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_gateway-host");
 const LINK_TOKEN: &str = "link-token-9f3a1c77e2b54d08";
 const JWT_SECRET: &str = "jwt-secret-5b0e8d2f41c97a36aa0e8d2f41c97a36";
 const ADMIN_TOKEN: &str = "admin-token-c41d7e9a03b6f258";
-const QUIET_COMPILER: &str =
-    "trace,cranelift_codegen=info,cranelift_frontend=info,wasmtime_internal_cranelift=info,regalloc2=info";
+const QUIET_COMPILER: &str = "trace,cranelift_codegen=info,cranelift_frontend=info,wasmtime_internal_cranelift=info,regalloc2=info";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

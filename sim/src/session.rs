@@ -94,9 +94,7 @@ impl Session {
             None => (false, self.last_seq + 1),
             // Same session, but a position we never reached (the host followed an
             // earlier incarnation of this id): not resumable.
-            Some(id) if id == self.id && last_seq > self.last_seq => {
-                (false, self.first_buffered())
-            }
+            Some(id) if id == self.id && last_seq > self.last_seq => (false, self.first_buffered()),
             // Same session: replay if the buffer still reaches back.
             Some(id) if id == self.id => {
                 if last_seq + 1 >= self.first_buffered() {

@@ -28,7 +28,10 @@ async fn commands_and_pings_are_served_during_a_backlog() -> anyhow::Result<()> 
     let mut acks = link.acks();
 
     sim.control().emit(BACKLOG);
-    wait_until(T, "the backlog to start arriving", || link.stats().events > 0).await?;
+    wait_until(T, "the backlog to start arriving", || {
+        link.stats().events > 0
+    })
+    .await?;
     let samples_before = link.stats().rtt_samples;
     link.send_command(Command {
         request_id: "during-backlog".into(),

@@ -20,7 +20,10 @@ async fn an_oversize_frame_is_counted_and_skipped_without_loss() -> anyhow::Resu
     collect(&mut sub, 10, T).await?;
 
     sim.control().send_oversize(4 * LIMIT);
-    wait_until(T, "the oversize frame counted", || link.stats().oversize == 1).await?;
+    wait_until(T, "the oversize frame counted", || {
+        link.stats().oversize == 1
+    })
+    .await?;
     sim.control().emit(10);
     let events = collect(&mut sub, 10, T).await?;
     assert_eq!(events[0].seq, 11);
@@ -42,7 +45,11 @@ async fn an_oversize_event_is_skipped_and_marked_as_loss() -> anyhow::Result<()>
     let big = sim.control().emit_padded(2 * LIMIT);
     sim.control().emit(5);
     let events = collect(&mut sub, 5, T).await?;
-    assert_eq!(events[0].seq, big + 1, "every event after the big one arrives");
+    assert_eq!(
+        events[0].seq,
+        big + 1,
+        "every event after the big one arrives"
+    );
     assert_eq!(events[0].loss_before, Some(reason::OVERSIZE));
     assert_eq!(link.stats().oversize, 2, "retried once, then skipped");
     link.shutdown().await;

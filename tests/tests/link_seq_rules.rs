@@ -67,10 +67,7 @@ async fn a_real_seq_jump_is_taken_after_one_resync_and_marked_as_loss() -> anyho
     sim.control().jump_seq(1_000_000);
     sim.control().emit(10);
     let events = collect(&mut sub, 10, T).await?;
-    assert_eq!(
-        seqs(&events),
-        (1_000_011..=1_000_020).collect::<Vec<_>>()
-    );
+    assert_eq!(seqs(&events), (1_000_011..=1_000_020).collect::<Vec<_>>());
     assert_eq!(events[0].loss_before, Some(reason::SEQ_GAP));
     assert!(events[1..].iter().all(|e| e.loss_before.is_none()));
     let stats = link.stats();
@@ -91,8 +88,8 @@ async fn a_real_seq_jump_is_taken_after_one_resync_and_marked_as_loss() -> anyho
 }
 
 #[tokio::test]
-async fn an_upstream_restart_that_keeps_its_session_id_does_not_stop_delivery()
--> anyhow::Result<()> {
+async fn an_upstream_restart_that_keeps_its_session_id_does_not_stop_delivery() -> anyhow::Result<()>
+{
     gateway_host::metrics::install();
     let (logs, _guard) = LogCapture::install();
     let sim = start_sim().await?;

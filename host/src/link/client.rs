@@ -320,7 +320,13 @@ impl Client {
             } => {
                 self.record_gap();
                 self.count_resync("renumbered");
-                warn!(session = session_id, last_seq, upstream_seq, resumed, "upstream reused its session id with a lower seq (it restarted or lost its buffer): adopting its numbering; events after our last seq may be lost");
+                warn!(
+                    session = session_id,
+                    last_seq,
+                    upstream_seq,
+                    resumed,
+                    "upstream reused its session id with a lower seq (it restarted or lost its buffer): adopting its numbering; events after our last seq may be lost"
+                );
             }
         }
     }

@@ -315,7 +315,11 @@ mod tests {
         let mut t = following("a", 50);
         let out = t.on_hello(&hello("b", false, 3));
         assert!(out.is_gap());
-        assert_eq!(t.resume_frame().last_seq, 0, "ask for all of the new session");
+        assert_eq!(
+            t.resume_frame().last_seq,
+            0,
+            "ask for all of the new session"
+        );
         assert_eq!(t.check(1), take(Some(reason::NEW_SESSION)));
         assert_eq!(t.check(2), OK);
     }

@@ -97,7 +97,9 @@ impl StateFile {
         self.last_write = Some(now);
         self.written = Some((session.clone(), last_seq));
         let (path, text) = (self.path.clone(), encode(session, last_seq));
-        self.in_flight = Some(tokio::task::spawn_blocking(move || write_logged(&path, &text)));
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            write_logged(&path, &text)
+        }));
     }
 
     /// Saves the position now and waits for the write (clean shutdown).
