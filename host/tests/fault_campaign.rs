@@ -254,6 +254,23 @@ fn event_count(seen: &Mutex<Seen>) -> usize {
         .unwrap_or(0)
 }
 
+/// One counter from the host's `/metrics`.
+fn metric(port: u16, name: &str) -> f64 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let text = agent
+        .get(&format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// `<epoch>-<seq>` → (epoch, seq).
 fn parse_id(id: &str) -> Option<(u64, u64)> {
     let (epoch, seq) = id.split_once('-')?;
@@ -328,6 +345,11 @@ fn delivery_survives_upstream_crashes_and_stalls() {
     }
     stop.store(true, Ordering::Relaxed);
     let _ = client.join();
+    let reconnects = metric(http, "gateway_link_reconnects_total");
+    assert!(
+        reconnects >= ROUNDS as f64,
+        "every round cost the host its link (crash or zombie): {reconnects} reconnects"
+    );
     drop(host);
 
     let seen = seen.lock().map(|s| s.frames.clone()).unwrap_or_default();

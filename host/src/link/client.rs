@@ -234,6 +234,7 @@ impl Client {
             return end;
         }
         if let Err(end) = self.handshake(&mut ws).await {
+            self.close(&mut ws, &end).await;
             return end;
         }
         let (tx, rx) = mpsc::channel(self.config.command_capacity.max(1));
