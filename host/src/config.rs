@@ -12,6 +12,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::commands::CommandSettings;
+use crate::http1::ListenerSettings;
 use crate::policy::buckets::BucketLimits;
 use crate::policy::{FailurePolicy, PolicySettings, RuntimeLimits, SlotKind, SlotSettings};
 use crate::sse::StreamSettings;
@@ -67,6 +68,8 @@ pub struct Config {
     pub commands: CommandSettings,
     /// `/api/stream` settings.
     pub stream: StreamSettings,
+    /// Listener limits (`[listener]`).
+    pub listener: ListenerSettings,
     /// Origins allowed by CORS (`GATEWAY_CORS_ORIGINS`, comma-separated); empty: none.
     pub cors_origins: Vec<String>,
 }
@@ -83,6 +86,7 @@ struct FileConfig {
     policy: PolicyFile,
     commands: CommandSettings,
     stream: StreamSettings,
+    listener: ListenerSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +185,7 @@ impl Config {
                 file.commands
             },
             stream: file.stream,
+            listener: file.listener,
             cors_origins: env("GATEWAY_CORS_ORIGINS")
                 .map(|v| {
                     v.split(',')
