@@ -86,8 +86,10 @@ async fn status(addr: SocketAddr, path: &str, auth: Option<&str>) -> anyhow::Res
     let auth = auth
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes())
-        .await?;
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(2).any(|w| w == b"\r\n") {
@@ -138,13 +140,13 @@ async fn open_stream(addr: SocketAddr, token: &str) -> anyhow::Result<(u16, TcpS
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn half_sent_requests_silent_sockets_and_idle_connections_are_closed() -> anyhow::Result<()>
-{
+async fn half_sent_requests_silent_sockets_and_idle_connections_are_closed() -> anyhow::Result<()> {
     let h = start(|c| c.listener.header_read_timeout_ms = 500).await?;
     let mut half_sent = Vec::new();
     for _ in 0..200 {
         let mut tcp = TcpStream::connect(h.public).await?;
-        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await?;
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await?;
         half_sent.push(tcp);
     }
     let mut silent = Vec::new();
@@ -153,7 +155,8 @@ async fn half_sent_requests_silent_sockets_and_idle_connections_are_closed() -> 
     }
     // A finished request, then an idle keep-alive connection.
     let mut idle = TcpStream::connect(h.public).await?;
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await?;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await?;
     let mut buf = [0u8; 512];
     let n = tokio::time::timeout(T, idle.read(&mut buf)).await??;
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
@@ -161,7 +164,10 @@ async fn half_sent_requests_silent_sockets_and_idle_connections_are_closed() -> 
     for (i, tcp) in half_sent.iter_mut().chain(silent.iter_mut()).enumerate() {
         assert!(closed_within(tcp, T).await, "connection {i} still open");
     }
-    assert!(closed_within(&mut idle, T).await, "idle keep-alive still open");
+    assert!(
+        closed_within(&mut idle, T).await,
+        "idle keep-alive still open"
+    );
     // The listener still serves.
     assert_eq!(status(h.public, "/healthz", None).await?, Some(200));
     h.stop().await
@@ -263,8 +269,15 @@ async fn a_client_that_stops_reading_is_cut_by_the_write_stall_timeout() -> anyh
         batches += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(h.hub.lagged_total(), 0, "cut by the stall timeout, not the queue");
-    assert!(closed_within(&mut stalled, T).await, "the stalled connection is closed");
+    assert_eq!(
+        h.hub.lagged_total(),
+        0,
+        "cut by the stall timeout, not the queue"
+    );
+    assert!(
+        closed_within(&mut stalled, T).await,
+        "the stalled connection is closed"
+    );
     drop(stalled);
     h.stop().await
 }

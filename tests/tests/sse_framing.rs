@@ -21,8 +21,7 @@ const PAYLOADS: &[&str] = &[
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn payloads_with_raw_line_breaks_arrive_as_one_parseable_event_each() -> anyhow::Result<()>
-{
+async fn payloads_with_raw_line_breaks_arrive_as_one_parseable_event_each() -> anyhow::Result<()> {
     let h = start_host(|_| {}).await?;
     let auth = h.bearer(&["*"]);
     let mut r = get(&h.addr, "/api/stream", &[("Authorization", &auth)]).await?;
@@ -33,10 +32,7 @@ async fn payloads_with_raw_line_breaks_arrive_as_one_parseable_event_each() -> a
             .control()
             .emit_raw("MESSAGE_CREATE", raw)
             .expect("valid JSON");
-        let (id, name, envelope) = r
-            .next_event(T)
-            .await?
-            .expect("the stream stays open");
+        let (id, name, envelope) = r.next_event(T).await?.expect("the stream stays open");
         assert_eq!(name, "MESSAGE_CREATE", "{raw:?}");
         assert!(id.is_some());
         assert_eq!(envelope["upstreamSeq"].as_u64(), Some(seq));
@@ -46,6 +42,9 @@ async fn payloads_with_raw_line_breaks_arrive_as_one_parseable_event_each() -> a
     // A plain event after them is still its own event.
     h.sim.control().emit(1);
     let (_, _, envelope) = r.next_event(T).await?.expect("open");
-    assert_eq!(envelope["upstreamSeq"].as_u64(), Some(PAYLOADS.len() as u64 + 1));
+    assert_eq!(
+        envelope["upstreamSeq"].as_u64(),
+        Some(PAYLOADS.len() as u64 + 1)
+    );
     Ok(())
 }

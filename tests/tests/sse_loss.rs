@@ -64,11 +64,16 @@ async fn a_loss_reaches_live_and_resuming_clients_as_reset() -> anyhow::Result<(
     assert_eq!(data["id"].as_str(), Some(reset_id.as_str()));
     assert_eq!(data["cause"], "upstream_loss");
     assert!(
-        data["reason"].as_str().is_some_and(|r| r.contains("upstream seq gap")),
+        data["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("upstream seq gap")),
         "{data}"
     );
     let (event_id, name, env) = next(&mut live).await?;
-    assert_eq!((name.as_str(), env["traceId"].as_str()), ("MESSAGE_CREATE", Some("after-loss")));
+    assert_eq!(
+        (name.as_str(), env["traceId"].as_str()),
+        ("MESSAGE_CREATE", Some("after-loss"))
+    );
     let seq = |id: &str| id.split_once('-').and_then(|(_, s)| s.parse::<u64>().ok());
     assert_eq!(
         seq(&reset_id).map(|s| s + 1),
@@ -76,7 +81,10 @@ async fn a_loss_reaches_live_and_resuming_clients_as_reset() -> anyhow::Result<(
         "the reset takes the host id just before the event"
     );
     let (id, name, _) = next(&mut other).await?;
-    assert_eq!((id.as_deref(), name.as_str()), (Some(reset_id.as_str()), "reset"));
+    assert_eq!(
+        (id.as_deref(), name.as_str()),
+        (Some(reset_id.as_str()), "reset")
+    );
 
     // Resuming from before the loss: the reset comes in the replay, then the event.
     wait_until(T, "hub published", || {
@@ -85,7 +93,10 @@ async fn a_loss_reaches_live_and_resuming_clients_as_reset() -> anyhow::Result<(
     .await?;
     let mut resumed = open(&h, "", &[("Last-Event-ID", &last)]).await?;
     let (id, name, _) = next(&mut resumed).await?;
-    assert_eq!((id.as_deref(), name.as_str()), (Some(reset_id.as_str()), "reset"));
+    assert_eq!(
+        (id.as_deref(), name.as_str()),
+        (Some(reset_id.as_str()), "reset")
+    );
     let (id, _, _) = next(&mut resumed).await?;
     assert_eq!(id, event_id);
     // Resuming from the reset itself: nothing replayed twice, no second reset.

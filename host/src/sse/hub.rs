@@ -170,6 +170,15 @@ impl Drop for UserSlot {
 impl StreamHub {
     /// Start the hub task on the current runtime, fed by `bus`.
     pub fn start(bus: &Bus, policies: Arc<Policies>, settings: StreamSettings) -> StreamHub {
+        Self::start_with_bus_capacity(bus, policies, settings, HUB_BUS_CAPACITY)
+    }
+
+    fn start_with_bus_capacity(
+        bus: &Bus,
+        policies: Arc<Policies>,
+        settings: StreamSettings,
+        bus_capacity: usize,
+    ) -> StreamHub {
         let epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -196,8 +205,9 @@ impl StreamHub {
         tokio::spawn(run(
             hub.clone(),
             bus.clone(),
-            bus.subscribe(HUB_BUS_CAPACITY),
+            bus.subscribe(bus_capacity),
             policies,
+            bus_capacity,
         ));
         hub
     }
@@ -362,7 +372,13 @@ impl StreamHub {
 }
 
 /// The hub task: drain the bus in batches, route each batch in one hop, publish.
-async fn run(hub: StreamHub, bus: Bus, mut sub: BusSubscription, policies: Arc<Policies>) {
+async fn run(
+    hub: StreamHub,
+    bus: Bus,
+    mut sub: BusSubscription,
+    policies: Arc<Policies>,
+    bus_capacity: usize,
+) {
     let mut next_seq = 1u64;
     loop {
         let first = match sub.recv().await {
@@ -371,7 +387,7 @@ async fn run(hub: StreamHub, bus: Bus, mut sub: BusSubscription, policies: Arc<P
                 tracing::error!(
                     "the stream hub fell behind the bus; events were lost for SSE clients"
                 );
-                sub = bus.subscribe(HUB_BUS_CAPACITY);
+                sub = bus.subscribe(bus_capacity);
                 hub.publish_loss(
                     &mut next_seq,
                     frame::CAUSE_HUB_LAG,
@@ -454,4 +470,70 @@ fn parse_payload(payload: &str, event: &BusEvent) -> Option<Box<RawValue>> {
 /// How long a client may wait between heartbeats.
 pub fn heartbeat(settings: &StreamSettings) -> Duration {
     Duration::from_millis(settings.heartbeat_ms.max(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PolicySettings;
+    use std::time::Instant;
+
+    fn event(seq: u64) -> Arc<BusEvent> {
+        Arc::new(BusEvent {
+            session_id: "s".into(),
+            seq,
+            trace_id: format!("t{seq}"),
+            t: "MESSAGE_CREATE".into(),
+            ts: 0,
+            d: RawValue::from_string(r#"{"guild_id":"1"}"#.into()).expect("valid json"),
+            received_at: Instant::now(),
+            loss_before: None,
+        })
+    }
+
+    fn text(f: &Frame) -> &str {
+        std::str::from_utf8(&f.bytes).unwrap_or("")
+    }
+
+    /// The hub falling behind the bus is a loss too: a `reset` (cause `hub_lag`) with its
+    /// own id comes between the events before and after the hole.
+    #[tokio::test(flavor = "current_thread")]
+    async fn hub_lag_publishes_a_reset_before_the_next_event() -> anyhow::Result<()> {
+        let bus = Bus::new();
+        let policies = Arc::new(Policies::with_defaults(PolicySettings::default())?);
+        let settings = StreamSettings {
+            max_clients: 10,
+            ..StreamSettings::default()
+        };
+        let hub = StreamHub::start_with_bus_capacity(&bus, policies, settings, 4);
+        let mut sub = hub
+            .subscribe("u", vec!["*".into()], None)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // The hub task cannot run until we await: its bus queue of 4 overflows.
+        for seq in 1..=10 {
+            bus.publish(event(seq));
+        }
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            let f = tokio::time::timeout(Duration::from_secs(20), sub.rx.recv())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("closed"))?;
+            got.push(f);
+        }
+        assert!(
+            got[..4]
+                .iter()
+                .all(|f| text(f).contains("event: MESSAGE_CREATE"))
+        );
+        assert!(text(&got[4]).contains("event: reset"), "{}", text(&got[4]));
+        assert!(text(&got[4]).contains("hub_lag"));
+        assert!(got[4].to_all);
+        bus.publish(event(11));
+        let next = tokio::time::timeout(Duration::from_secs(20), sub.rx.recv())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("closed"))?;
+        assert_eq!(next.id.seq, got[4].id.seq + 1);
+        assert!(text(&next).contains("\"upstreamSeq\":11"));
+        Ok(())
+    }
 }
