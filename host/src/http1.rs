@@ -44,8 +44,22 @@ use crate::write_stall::StallGuard;
 /// Pause after a failed `accept` (out of descriptors and the like).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Answer to a connection over the cap.
-const OVER_CAP: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 5\r\nconnection: close\r\ncontent-length: 107\r\n\r\n{\"version\":\"1.0\",\"error\":{\"code\":\"too_many_connections\",\"message\":\"the listener is at its connection cap\"}}";
+/// Answer to a connection over the cap: the API's JSON error shape, then close.
+fn over_cap_answer() -> String {
+    let body = serde_json::json!({
+        "version": "1.0",
+        "error": {
+            "code": "too_many_connections",
+            "message": "the listener is at its connection cap; retry later",
+        },
+        "traceId": crate::api_error::new_trace_id(),
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 5\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
 
 /// Listener limits (the `[listener]` table of the configuration file).
 #[derive(Debug, Clone, Deserialize)]
@@ -189,7 +203,7 @@ fn refuse(tcp: TcpStream, name: &'static str) {
         listener = name,
         "connection cap reached; refusing a connection"
     );
-    let _ = tcp.try_write(OVER_CAP);
+    let _ = tcp.try_write(over_cap_answer().as_bytes());
 }
 
 async fn connection<S>(
@@ -237,7 +251,7 @@ mod tests {
 
     #[test]
     fn the_over_cap_answer_is_a_complete_json_response() {
-        let text = std::str::from_utf8(OVER_CAP).expect("ascii");
+        let text = over_cap_answer();
         let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
         let len: usize = head
             .lines()
@@ -247,5 +261,6 @@ mod tests {
         assert_eq!(body.len(), len);
         let v: serde_json::Value = serde_json::from_str(body).expect("json body");
         assert_eq!(v["error"]["code"], "too_many_connections");
+        assert!(v["traceId"].is_string());
     }
 }

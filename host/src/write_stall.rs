@@ -19,8 +19,10 @@ use tokio::time::{Instant, Sleep};
 pub struct StallGuard<T> {
     io: T,
     timeout: Duration,
-    /// Armed while a write is pending.
-    stall: Option<Pin<Box<Sleep>>>,
+    /// The stall timer, allocated on the first pending write and reused after.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Whether a write is pending (the timer runs).
+    armed: bool,
 }
 
 impl<T> StallGuard<T> {
@@ -29,7 +31,8 @@ impl<T> StallGuard<T> {
         StallGuard {
             io,
             timeout,
-            stall: None,
+            timer: None,
+            armed: false,
         }
     }
 
@@ -46,16 +49,20 @@ impl<T> StallGuard<T> {
         result: Poll<io::Result<R>>,
     ) -> Poll<io::Result<R>> {
         if result.is_ready() {
-            self.stall = None;
+            self.armed = false;
             return result;
         }
-        let timeout = self.timeout;
-        let sleep = self
-            .stall
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + timeout)));
-        ready!(sleep.as_mut().poll(cx));
+        let deadline = Instant::now() + self.timeout;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.armed {
+            timer.as_mut().reset(deadline);
+            self.armed = true;
+        }
+        ready!(timer.as_mut().poll(cx));
         metrics::counter!("gateway_http_write_stalls_total").increment(1);
-        tracing::debug!(?timeout, "closing a connection whose peer stopped reading");
+        tracing::debug!(timeout = ?self.timeout, "closing a connection whose peer stopped reading");
         Poll::Ready(Err(io::Error::new(
             io::ErrorKind::TimedOut,
             "the peer stopped reading (write stall timeout)",
