@@ -50,6 +50,8 @@ pub fn default_max_streams(max_connections: usize) -> usize {
 mod imp {
     use super::{FALLBACK, UNLIMITED};
 
+    // `rlim_t` is not `u64` on every Unix.
+    #[allow(clippy::unnecessary_cast)]
     pub fn raise_to_hard() -> u64 {
         let mut lim = libc::rlimit {
             rlim_cur: 0,

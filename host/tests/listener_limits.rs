@@ -93,10 +93,10 @@ async fn status(addr: SocketAddr, path: &str, auth: Option<&str>) -> anyhow::Res
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(2).any(|w| w == b"\r\n") {
-        let n = match tokio::time::timeout(T, tcp.read(&mut buf)).await? {
-            Ok(n) => n,
-            Err(_) => 0, // reset by the peer
-        };
+        // A reset by the peer counts as closed.
+        let n: usize = tokio::time::timeout(T, tcp.read(&mut buf))
+            .await?
+            .unwrap_or_default();
         if n == 0 {
             return Ok(None);
         }
