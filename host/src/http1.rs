@@ -250,6 +250,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn settings_parse_from_kebab_case_with_defaults() {
+        let s: ListenerSettings =
+            toml::from_str("header-read-timeout-ms = 500\nmax-connections = 7").expect("toml");
+        assert_eq!((s.header_read_timeout_ms, s.max_connections), (500, 7));
+        assert_eq!(s.shutdown_timeout_ms, 10_000);
+        assert!(toml::from_str::<ListenerSettings>("nonsense = 1").is_err());
+    }
+
+    #[test]
     fn the_over_cap_answer_is_a_complete_json_response() {
         let text = over_cap_answer();
         let (head, body) = text.split_once("\r\n\r\n").expect("head and body");

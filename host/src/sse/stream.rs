@@ -40,8 +40,8 @@ pub fn client_stream(
     settings: &StreamSettings,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + use<> {
     let mut prelude = BytesMut::from(format!("retry: {}\n\n", settings.retry_ms).as_bytes());
-    if let Some(reset) = &sub.reset {
-        prelude.extend_from_slice(reset);
+    if let Some(reset) = sub.reset.take() {
+        prelude.extend_from_slice(&reset);
     }
     let period = heartbeat(settings);
     let mut heartbeat = interval_at(Instant::now() + period, period);
