@@ -216,7 +216,9 @@ pub async fn serve_host_on(
             }
         })
     };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Set to the moment shutdown was asked for: both listeners drain at once, and the
+    // whole shutdown (listeners, then the link) is bounded by one deadline from then.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
     let admin_app = admin::router(
         host.policies.clone(),
         config.admin_token.clone(),
@@ -234,7 +236,7 @@ pub async fn serve_host_on(
         admin_app,
         admin_limits,
         async move {
-            let _ = admin_stop.wait_for(|s| *s).await;
+            let _ = admin_stop.wait_for(|s| s.is_some()).await;
         },
     ));
     let hub = host.hub.clone();
@@ -243,13 +245,16 @@ pub async fn serve_host_on(
     crate::http1::serve(public, public_router(&host), public_limits, async move {
         shutdown.await;
         hub.shutdown();
+        let _ = stop_tx.send(Some(tokio::time::Instant::now()));
     })
     .await;
-    let _ = stop_tx.send(true);
     sweeper.abort();
-    // Both listeners bound their own drain by the deadline; the link gets the same bound.
-    let _ = admin_task.await;
-    if tokio::time::timeout(deadline, host.link.shutdown())
+    let asked = stop_rx.borrow().unwrap_or_else(tokio::time::Instant::now);
+    let end = asked + deadline;
+    if tokio::time::timeout_at(end, admin_task).await.is_err() {
+        tracing::warn!("the admin listener did not drain within the shutdown deadline");
+    }
+    if tokio::time::timeout_at(end, host.link.shutdown())
         .await
         .is_err()
     {
