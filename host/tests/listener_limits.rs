@@ -2,7 +2,8 @@
 //! front of a real host (simulator, link, default components): the header-read timeout
 //! closes half-sent requests, silent sockets and idle keep-alive connections; at the
 //! stream and connection caps `/healthz` and `/readyz` still answer; one user cannot take
-//! every stream; a client that stops reading is cut by the write-stall timeout.
+//! every stream; a client that stops reading is cut by the write-stall timeout; an open
+//! stream is not cut by the header timeout.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -287,5 +288,27 @@ async fn a_client_that_stops_reading_is_cut_by_the_write_stall_timeout() -> anyh
         "the stalled connection is closed"
     );
     drop(stalled);
+    h.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_stream_outlives_the_header_timeout() -> anyhow::Result<()> {
+    let h = start(|c| {
+        c.listener.header_read_timeout_ms = 200;
+        c.stream.heartbeat_ms = 100;
+    })
+    .await?;
+    let (code, mut tcp) = open_stream(h.public, &h.token("long")).await?;
+    assert_eq!(code, 200);
+    // Ten heartbeats span at least 1 s, five times the header timeout.
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while seen.matches(": heartbeat").count() < 10 {
+        let n = tokio::time::timeout(T, tcp.read(&mut buf)).await??;
+        assert!(n > 0, "the stream was closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert_eq!(h.hub.client_count(), 1);
+    drop(tcp);
     h.stop().await
 }
