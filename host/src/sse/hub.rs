@@ -100,6 +100,8 @@ struct Inner {
     next_subscriber: AtomicU64,
     lagged: AtomicU64,
     shutdown: watch::Sender<bool>,
+    /// `gateway_sse_replay_bytes`, resolved once (setting it is one atomic store).
+    replay_bytes: metrics::Gauge,
 }
 
 /// Handle to the hub; cheap to clone.
@@ -200,6 +202,7 @@ impl StreamHub {
                 next_subscriber: AtomicU64::new(0),
                 lagged: AtomicU64::new(0),
                 shutdown: watch::channel(false).0,
+                replay_bytes: metrics::gauge!("gateway_sse_replay_bytes"),
             }),
         };
         tokio::spawn(run(
@@ -356,7 +359,7 @@ impl StreamHub {
             }
         });
         drop(state);
-        metrics::gauge!("gateway_sse_replay_bytes").set(ring_bytes as f64);
+        self.inner.replay_bytes.set(ring_bytes as f64);
         metrics::counter!("gateway_sse_deliveries_total").increment(delivered);
         metrics::histogram!("gateway_event_to_sse_seconds")
             .record(frame.received_at.elapsed().as_secs_f64());
