@@ -498,6 +498,53 @@ mod tests {
         std::str::from_utf8(&f.bytes).unwrap_or("")
     }
 
+    /// A resumed client holds its replayed frames only until it has written them.
+    #[tokio::test(flavor = "current_thread")]
+    async fn replayed_frames_are_released_once_written() -> anyhow::Result<()> {
+        use futures_util::StreamExt;
+        let bus = Bus::new();
+        let policies = Arc::new(Policies::with_defaults(PolicySettings::default())?);
+        let settings = StreamSettings {
+            max_clients: 10,
+            ..StreamSettings::default()
+        };
+        let hub = StreamHub::start(&bus, policies, settings.clone());
+        for seq in 1..=20 {
+            bus.publish(event(seq));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while hub.last_id().map(|i| i.seq) != Some(20) {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "hub never published"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let first = format!("{}-1", hub.inner.epoch);
+        let sub = hub
+            .subscribe("u", vec!["*".into()], Some(&first))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        assert_eq!(sub.replay.len(), 19);
+        let ring = hub.inner.state.lock().ring.range_after(0);
+        let mut body = Box::pin(super::super::stream::client_stream(sub, &settings));
+        // Prelude (retry hint), then the replay in one chunk.
+        let mut written = String::new();
+        while written.matches("event: MESSAGE_CREATE").count() < 19 {
+            let chunk = tokio::time::timeout(Duration::from_secs(20), body.next())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("body ended"))??;
+            written.push_str(std::str::from_utf8(&chunk)?);
+        }
+        // Only the ring and this test's snapshot hold the frames now.
+        assert!(
+            ring.iter().all(|f| Arc::strong_count(f) == 2),
+            "{:?}",
+            ring.iter().map(Arc::strong_count).collect::<Vec<_>>()
+        );
+        drop(body);
+        Ok(())
+    }
+
     /// The hub falling behind the bus is a loss too: a `reset` (cause `hub_lag`) with its
     /// own id comes between the events before and after the hole.
     #[tokio::test(flavor = "current_thread")]
