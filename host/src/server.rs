@@ -96,6 +96,14 @@ fn connection_budget(config: &Config) -> (usize, crate::sse::StreamSettings) {
     if stream.max_clients == 0 {
         stream.max_clients = crate::fd_limit::default_max_streams(max_connections);
     }
+    if stream.max_clients >= max_connections {
+        tracing::warn!(
+            max_connections,
+            max_streams = stream.max_clients,
+            "the stream cap is not below the connection cap: at the cap, /healthz and /readyz \
+             answer only on the admin listener"
+        );
+    }
     tracing::info!(
         fd_limit,
         max_connections,
