@@ -139,13 +139,20 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let config = Config::load(config.as_deref())?;
             let runtime = tokio::runtime::Runtime::new()?;
             let shutdown = crate::server::shutdown_signal();
-            runtime.block_on(crate::server::serve(config, link_config, shutdown))?;
+            let result = runtime.block_on(crate::server::serve(config, link_config, shutdown));
+            // Whatever is still running (a stuck connection, a blocking call) must not hold
+            // the exit: the shutdown deadline has already passed for it.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { config } => {
             let config = Config::load(config.as_deref())?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(crate::demo::run(config, crate::server::shutdown_signal()))?;
+            let result =
+                runtime.block_on(crate::demo::run(config, crate::server::shutdown_signal()));
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Token {

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::auth::AuthSettings;
 use crate::commands::CommandSettings;
 use crate::cors::CorsOrigins;
+use crate::http1::ListenerSettings;
 use crate::policy::buckets::BucketLimits;
 use crate::policy::{FailurePolicy, PolicySettings, RuntimeLimits, SlotKind, SlotSettings};
 use crate::sse::StreamSettings;
@@ -92,6 +93,8 @@ pub struct Config {
     pub commands: CommandSettings,
     /// `/api/stream` settings.
     pub stream: StreamSettings,
+    /// Listener limits (`[listener]`).
+    pub listener: ListenerSettings,
     /// Origins allowed by CORS (`GATEWAY_CORS_ORIGINS`, comma-separated); empty: none;
     /// `*` alone: any origin without credentials. Checked at load and at start.
     pub cors_origins: Vec<String>,
@@ -115,6 +118,7 @@ struct FileConfig {
     stream: StreamSettings,
     auth: AuthSettings,
     server: ServerSettings,
+    listener: ListenerSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,6 +230,7 @@ impl Config {
             cors_origins,
             auth: file.auth,
             server: file.server,
+            listener: file.listener,
         })
     }
 

@@ -7,6 +7,8 @@
 //! * [`bus`]: in-process publication of upstream events.
 //! * [`admin`]: the operator listener (component management).
 //! * [`server`]: running a host: listeners, watcher, shutdown.
+//! * [`http1`]: the HTTP/1.1 listeners and their limits; [`fd_limit`]: the descriptor
+//!   budget behind the connection caps; [`write_stall`]: cutting peers that stop reading.
 //! * [`api_error`]: the JSON error shape shared by every route.
 //! * [`metrics`]: Prometheus metrics.
 //! * [`config`]: configuration from file and environment.
@@ -23,9 +25,11 @@ pub mod config;
 pub mod cors;
 pub mod demo;
 pub mod event_meta;
+pub mod fd_limit;
 pub mod http1;
 pub mod link;
 pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod sse;
+pub mod write_stall;

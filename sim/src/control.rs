@@ -160,6 +160,13 @@ impl Control {
         self.shared.emit_random(n)
     }
 
+    /// Emits one event of type `t` whose `d` is `raw` JSON text sent byte for byte (a
+    /// pretty-printed payload, say); returns its seq, or `None` if `raw` is not JSON.
+    pub fn emit_raw(&self, t: &str, raw: &str) -> Option<u64> {
+        let trace_id = lock(&self.shared.world).hex_id();
+        self.shared.emit_raw(t, raw, trace_id)
+    }
+
     /// The current session id and its last seq.
     pub fn session(&self) -> (String, u64) {
         let s = lock(&self.shared.session);

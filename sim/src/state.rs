@@ -218,6 +218,25 @@ impl Shared {
         seq
     }
 
+    /// Emits one event whose `d` is `raw` JSON text, kept byte for byte (e.g.
+    /// pretty-printed); returns its seq, or `None` if `raw` is not JSON.
+    pub fn emit_raw(&self, t: &str, raw: &str, trace_id: String) -> Option<u64> {
+        let d = RawValue::from_string(raw.to_owned()).ok()?;
+        let frame = |seq| {
+            UpstreamFrame::Event(Event {
+                seq,
+                trace_id,
+                t: t.to_owned(),
+                d,
+                ts: now_ms(),
+            })
+            .encode()
+        };
+        let seq = lock(&self.session).push(frame);
+        self.seq_tx.send_replace(seq);
+        Some(seq)
+    }
+
     /// Starts a new session (as an upstream restart would) and drops every link. With
     /// `keep_id`, the new session reuses the old id (an upstream that restarts and keeps
     /// its session id, losing its buffer): seq starts again at 1 under the same id.
