@@ -10,10 +10,14 @@
 //! The contract with component authors is the WIT package in `wit/`.
 
 pub mod bindings;
+pub mod bounds;
+pub mod breaker;
 pub mod buckets;
+pub mod clocks;
 pub mod defaults;
 pub mod executor;
 pub mod limits;
+pub mod memory;
 pub mod policies;
 pub mod runtime;
 pub mod slot;

@@ -1,7 +1,8 @@
 //! The wasmtime engine shared by every slot: configuration, linker and epoch ticker.
 //!
 //! One [`Engine`] and one [`Linker`] serve all four worlds (their imports are the same: WASI
-//! p2, sandboxed, plus the host's `log`). Calls are bounded by epoch interruption, which is
+//! p2, sandboxed, with the virtual monotonic clock of [`super::clocks`] shadowing
+//! wasmtime-wasi's, plus the host's `log`). Calls are bounded by epoch interruption, which is
 //! far cheaper than fuel: a background thread advances the epoch every [`EPOCH_TICK`] and
 //! each call sets its deadline in ticks.
 
@@ -13,6 +14,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use super::bindings;
+use super::clocks;
 use super::limits::{EPOCH_TICK, RuntimeLimits};
 use super::store_data::StoreData;
 
@@ -44,6 +46,7 @@ impl PolicyRuntime {
 
         let mut linker = Linker::<StoreData>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        clocks::add_to_linker(&mut linker, StoreData::clock_view)?;
         bindings::log::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |s| s)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
