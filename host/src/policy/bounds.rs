@@ -55,7 +55,11 @@ impl RuntimeLimits {
 
     /// A voice filter's guild id.
     pub fn check_guild_id(&self, guild: &str) -> Result<(), OutputBound> {
-        check("the guild id's length", guild.len(), self.max_guild_id_bytes)
+        check(
+            "the guild id's length",
+            guild.len(),
+            self.max_guild_id_bytes,
+        )
     }
 }
 
@@ -72,13 +76,19 @@ mod tests {
     fn route_bounds() {
         let l = RuntimeLimits::default();
         assert!(l.check_route(&Route::Drop).is_ok());
-        assert!(l.check_route(&deliver(vec!["guild:1".into()], None)).is_ok());
+        assert!(
+            l.check_route(&deliver(vec!["guild:1".into()], None))
+                .is_ok()
+        );
         let many = (0..65).map(|i| format!("t:{i}")).collect();
         assert_eq!(
             l.check_route(&deliver(many, None)).map_err(|e| e.what),
             Err("the topic count")
         );
-        assert!(l.check_route(&deliver(vec!["x".repeat(257)], None)).is_err());
+        assert!(
+            l.check_route(&deliver(vec!["x".repeat(257)], None))
+                .is_err()
+        );
         assert!(
             l.check_route(&deliver(vec![], Some("x".repeat(256 * 1024 + 1))))
                 .is_err()

@@ -169,7 +169,10 @@ impl Breaker {
         {
             return Tripped::No;
         }
-        let failures = self.failures.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        let failures = self
+            .failures
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_add(1);
         if admission.probe {
             self.since_ms.store(now_ms, Ordering::Release);
             self.state.store(OPEN, Ordering::Release);
@@ -269,7 +272,11 @@ mod tests {
         b.succeeded(probe);
         assert_eq!(b.info().state, BreakerState::Closed);
         assert!(b.admit(2_011).is_some());
-        assert_eq!(b.info().trips, 1, "re-opening after a probe is not a new trip");
+        assert_eq!(
+            b.info().trips,
+            1,
+            "re-opening after a probe is not a new trip"
+        );
     }
 
     #[test]

@@ -56,9 +56,7 @@ impl ResourceLimiter for InstanceLimiter {
         if maximum.is_some_and(|max| desired > max) {
             return Ok(false);
         }
-        let requested = self
-            .total
-            .saturating_add(desired.saturating_sub(current));
+        let requested = self.total.saturating_add(desired.saturating_sub(current));
         if requested > self.limit {
             return Err(MemoryCapExceeded {
                 requested,

@@ -485,12 +485,7 @@ struct Progress {
 }
 
 /// Route `events` in order until all are done, one call failed, or `budget` is spent.
-fn route_some(
-    policies: &Policies,
-    events: &[Event],
-    budget: Duration,
-    progress: &Mutex<Progress>,
-) {
+fn route_some(policies: &Policies, events: &[Event], budget: Duration, progress: &Mutex<Progress>) {
     let started = Instant::now();
     for event in events {
         let verdict = policies.route(event);
