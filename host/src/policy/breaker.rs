@@ -124,8 +124,10 @@ impl Breaker {
         &self.settings
     }
 
-    /// May a call go to the component at `now_ms`? `None`: answer by the failure policy.
-    pub fn admit(&self, now_ms: u64) -> Option<Admission> {
+    /// May a call go to the component now? `None`: answer by the failure policy. `now_ms`
+    /// is only read when the breaker is not closed (reading a clock costs more than the
+    /// rest of this check).
+    pub fn admit(&self, now_ms: impl FnOnce() -> u64) -> Option<Admission> {
         let generation = self.generation.load(Ordering::Acquire);
         if self.state.load(Ordering::Acquire) == CLOSED {
             return Some(Admission {
@@ -133,6 +135,7 @@ impl Breaker {
                 probe: false,
             });
         }
+        let now_ms = now_ms();
         let since = self.since_ms.load(Ordering::Acquire);
         if now_ms.saturating_sub(since) < self.settings.cooldown_ms {
             return None;
@@ -235,7 +238,7 @@ mod tests {
     }
 
     fn fail(b: &Breaker, now: u64) -> Tripped {
-        let a = b.admit(now).expect("admitted");
+        let a = b.admit(|| now).expect("admitted");
         b.failed(a, now)
     }
 
@@ -245,7 +248,7 @@ mod tests {
         assert_eq!(fail(&b, 0), Tripped::No);
         assert_eq!(fail(&b, 0), Tripped::No);
         // A success in between starts the count again.
-        let a = b.admit(0).expect("closed");
+        let a = b.admit(|| 0).expect("closed");
         b.succeeded(a);
         assert_eq!(b.info().consecutive_failures, 0);
         assert_eq!(fail(&b, 1), Tripped::No);
@@ -253,25 +256,28 @@ mod tests {
         assert_eq!(fail(&b, 3), Tripped::Opened);
         assert_eq!(b.info().state, BreakerState::Open);
         assert_eq!(b.info().trips, 1);
-        assert!(b.admit(500).is_none(), "open: no call during the cool-down");
+        assert!(
+            b.admit(|| 500).is_none(),
+            "open: no call during the cool-down"
+        );
     }
 
     #[test]
     fn half_open_lets_one_probe_through_and_its_outcome_decides() {
         let b = breaker(1, 1_000);
         assert_eq!(fail(&b, 0), Tripped::Opened);
-        assert!(b.admit(999).is_none());
-        let probe = b.admit(1_000).expect("probe after the cool-down");
+        assert!(b.admit(|| 999).is_none());
+        let probe = b.admit(|| 1_000).expect("probe after the cool-down");
         assert_eq!(b.info().state, BreakerState::HalfOpen);
-        assert!(b.admit(1_001).is_none(), "only one probe at a time");
+        assert!(b.admit(|| 1_001).is_none(), "only one probe at a time");
         // A failed probe opens it again for a full cool-down.
         assert_eq!(b.failed(probe, 1_010), Tripped::Reopened);
         assert_eq!(b.info().state, BreakerState::Open);
-        assert!(b.admit(2_000).is_none());
-        let probe = b.admit(2_010).expect("second probe");
+        assert!(b.admit(|| 2_000).is_none());
+        let probe = b.admit(|| 2_010).expect("second probe");
         b.succeeded(probe);
         assert_eq!(b.info().state, BreakerState::Closed);
-        assert!(b.admit(2_011).is_some());
+        assert!(b.admit(|| 2_011).is_some());
         assert_eq!(
             b.info().trips,
             1,
@@ -283,15 +289,15 @@ mod tests {
     fn a_probe_that_never_reports_is_replaced_after_a_cool_down() {
         let b = breaker(1, 100);
         fail(&b, 0);
-        let _lost = b.admit(100).expect("probe");
-        assert!(b.admit(150).is_none());
-        assert!(b.admit(200).is_some(), "another probe");
+        let _lost = b.admit(|| 100).expect("probe");
+        assert!(b.admit(|| 150).is_none());
+        assert!(b.admit(|| 200).is_some(), "another probe");
     }
 
     #[test]
     fn reset_closes_and_ignores_outcomes_of_the_old_version() {
         let b = breaker(2, 1_000);
-        let old = b.admit(0).expect("closed");
+        let old = b.admit(|| 0).expect("closed");
         fail(&b, 0);
         b.reset();
         assert_eq!(b.failed(old, 1), Tripped::No, "old generation");
@@ -300,7 +306,7 @@ mod tests {
         assert_eq!(fail(&b, 3), Tripped::Opened);
         b.reset();
         assert_eq!(b.info().state, BreakerState::Closed);
-        assert!(b.admit(4).is_some());
+        assert!(b.admit(|| 4).is_some());
     }
 
     #[test]

@@ -453,7 +453,9 @@ impl Policies {
         self.executor.abandoned()
     }
 
-    /// Run `f` with these policies on a call thread (use this from async code).
+    /// Run `f` with these policies on a call thread and wait for it however long it takes
+    /// (benchmarks, tools). Request paths use the bounded `*_async` methods and
+    /// [`Policies::route_events`] instead.
     pub async fn run<R: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Policies) -> R + Send + 'static,

@@ -127,7 +127,7 @@ impl PolicySlot {
         &self,
         f: impl FnOnce(&mut wasmtime::Store<StoreData>, &WorldInstance) -> wasmtime::Result<R>,
     ) -> Result<R, CallFailure> {
-        let Some(admission) = self.breaker.admit(self.now_ms()) else {
+        let Some(admission) = self.breaker.admit(|| self.now_ms()) else {
             return Err(CallFailure::BreakerOpen);
         };
         let result = self.current().call(f);
