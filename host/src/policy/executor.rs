@@ -12,9 +12,13 @@
 //! outstanding; past that a stuck job is given up on by its caller but its thread is not
 //! replaced (it rejoins the pool when the job ends).
 //!
+//! A job that panics is caught: its caller gets no result (and falls back), the thread
+//! stays in the pool.
+//!
 //! Metrics: `gateway_policy_threads_abandoned_total` (threads replaced because a caller gave
 //! up on their job), `gateway_policy_threads_abandoned` (abandoned threads still running).
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
@@ -187,7 +191,11 @@ fn worker(shared: &Shared) {
         if !transition(&job.state, QUEUED, RUNNING) {
             continue;
         }
-        (job.run)();
+        // A panic ends the job (its caller sees the executor's answer dropped and falls
+        // back), never the thread.
+        if catch_unwind(AssertUnwindSafe(job.run)).is_err() {
+            tracing::error!("a policy call job panicked; the call thread carries on");
+        }
         if !transition(&job.state, RUNNING, DONE) {
             // Abandoned and replaced while it ran: this thread is surplus now.
             shared.abandoned.fetch_sub(1, Ordering::AcqRel);
@@ -237,6 +245,23 @@ mod tests {
             }
             assert_eq!(executor.abandoned(), 0);
             assert_eq!(executor.run(|| 7).await.expect("still serving"), 7);
+        });
+    }
+
+    #[test]
+    fn a_panicking_job_does_not_take_its_thread() {
+        runtime().block_on(async {
+            let executor = PolicyExecutor::new(1, 1).expect("threads");
+            let r: Result<(), _> = executor
+                .run_within(Duration::from_secs(10), || panic!("deliberate"))
+                .await;
+            assert_eq!(r, Err(RunError::Stopped));
+            let v = executor
+                .run_within(Duration::from_secs(10), || 3)
+                .await
+                .expect("the same thread still serves");
+            assert_eq!(v, 3);
+            assert_eq!(executor.abandoned(), 0);
         });
     }
 

@@ -377,19 +377,14 @@ impl Policies {
             p.abandoned = true;
             std::mem::take(&mut p.verdicts)
         };
-        let failure = match run {
+        match run {
             Ok(()) if !decided.is_empty() => return decided,
-            Ok(()) | Err(RunError::Stopped) => CallFailure::Abandoned,
-            Err(RunError::TimedOut) => {
-                self.caller_gave_up(SlotKind::EventRouter);
-                CallFailure::Abandoned
-            }
-        };
-        // The event in progress (or, if the executor is gone, every remaining one).
-        let upto = match run {
-            Err(RunError::Stopped) => events.len(),
-            _ => from + decided.len() + 1,
-        };
+            Err(RunError::TimedOut) => self.caller_gave_up(SlotKind::EventRouter),
+            Ok(()) | Err(RunError::Stopped) => {}
+        }
+        let failure = CallFailure::Abandoned;
+        // The event in progress gets the failure policy's answer; the rest go in the next hop.
+        let upto = (from + decided.len() + 1).min(events.len());
         for event in &events[from + decided.len()..upto] {
             decided.push(self.route_fallback(&event.meta, failure));
         }
