@@ -324,3 +324,55 @@ fn the_breaker_can_roll_back_automatically() {
     assert_eq!(info.breaker.trips, 1);
     assert_eq!(p.route(&ev).fallback, None, "the default answers again");
 }
+
+/// A call that outlives its deadline (here: a fresh instance whose `init` takes seconds,
+/// paid on the call path after a failed call) is abandoned by its async caller, which gets
+/// the failure policy's answer at once; the call thread is replaced.
+#[test]
+fn an_async_caller_does_not_wait_for_a_slow_call() {
+    let mut settings = PolicySettings {
+        limits: RuntimeLimits {
+            call_timeout_ms: 50,
+            init_timeout_ms: 120_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    settings.breaker.failures = 0;
+    let p = Policies::with_defaults(settings).expect("defaults load");
+    let slot = p.slot(SlotKind::EventRouter);
+    let config = vec![
+        ("mode".to_string(), "trap".to_string()),
+        ("init-spin".to_string(), "1500000000".to_string()),
+    ];
+    let slow = slot
+        .prepare_with_config(HOSTILE_ROUTER, "test", config)
+        .expect("the slow router loads within its generous init deadline");
+    slot.install(slow);
+    let p = std::sync::Arc::new(p);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let events = std::sync::Arc::new(vec![event("MESSAGE_CREATE", Some("1"), None)]);
+    // The warm instance traps at once and is discarded…
+    let first = rt.block_on(p.route_events(events.clone(), 0));
+    assert_eq!(first[0].fallback, Some(CallFailure::Trap));
+    // …so the next call must instantiate again, which takes seconds.
+    let started = std::time::Instant::now();
+    let second = rt.block_on(p.route_events(events, 0));
+    let waited = started.elapsed();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].fallback, Some(CallFailure::Abandoned));
+    assert_eq!(
+        second[0].value,
+        RouteDecision::Deliver {
+            topics: vec!["guild:1".into()],
+            payload: None
+        }
+    );
+    // The caller's deadline is 2 × 50 ms + 20 ms; allow for a loaded machine.
+    assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    // The thread still instantiating was abandoned and replaced.
+    assert_eq!(p.abandoned_threads(), 1);
+}

@@ -9,6 +9,9 @@
 //! * `topics`: `route` delivers to 100,000 topics.
 //! * `long-topic`: `route` delivers to one topic of 1 MiB.
 //! * `big-payload`: `route` delivers a 4 MiB JSON string as the payload.
+//!
+//! `init-spin = N` (any mode) makes `init` busy-loop N times first: a slow instantiation,
+//! which the host pays on the call path after every failed call.
 
 // The canonical-ABI glue wit-bindgen generates takes one argument per flattened field.
 #![allow(clippy::too_many_arguments)]
@@ -40,6 +43,15 @@ impl Guest for Hostile {
             .find(|(k, _)| k == "mode")
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| "trap".into());
+        let spins: u64 = config
+            .iter()
+            .find(|(k, _)| k == "init-spin")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut x: u64 = 0;
+        for _ in 0..spins {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
         if let Ok(mut m) = MODE.lock() {
             *m = mode;
         }
