@@ -338,14 +338,17 @@ impl Policies {
         match result {
             Ok(VoiceVerdict::Reject) => Verdict::component(VoiceDecision::Reject),
             Ok(VoiceVerdict::Relay(guild)) => Verdict::component(VoiceDecision::Relay(guild)),
-            Err(failure) => Verdict::fallback(
-                match (slot.failure_policy(), &event.meta.guild_id) {
-                    (FailurePolicy::FailOpen, Some(guild)) => VoiceDecision::Relay(guild.clone()),
-                    _ => VoiceDecision::Reject,
-                },
-                failure,
-            ),
+            Err(failure) => self.voice_fallback(event, failure),
         }
+    }
+
+    fn voice_fallback(&self, event: &Event, failure: CallFailure) -> Verdict<VoiceDecision> {
+        let policy = self.slot(SlotKind::VoiceFilter).failure_policy();
+        let value = match (policy, &event.meta.guild_id) {
+            (FailurePolicy::FailOpen, Some(guild)) => VoiceDecision::Relay(guild.clone()),
+            _ => VoiceDecision::Reject,
+        };
+        Verdict::fallback(value, failure)
     }
 
     /// Route `events[from..]` from async code, in order, in one hop to a call thread.
@@ -423,6 +426,21 @@ impl Policies {
         run.unwrap_or_else(|e| {
             self.note_run_error(SlotKind::RateLimiter, e);
             self.rate_fallback(CallFailure::Abandoned)
+        })
+    }
+
+    /// Filter one event for the legacy voice clients from async code (bounded wait).
+    pub async fn filter_voice_async(self: &Arc<Self>, event: Arc<Event>) -> Verdict<VoiceDecision> {
+        let (policies, sent) = (self.clone(), event.clone());
+        let run = self
+            .executor
+            .run_within(self.limits.caller_deadline(1), move || {
+                policies.filter_voice(&sent)
+            })
+            .await;
+        run.unwrap_or_else(|e| {
+            self.note_run_error(SlotKind::VoiceFilter, e);
+            self.voice_fallback(&event, CallFailure::Abandoned)
         })
     }
 
