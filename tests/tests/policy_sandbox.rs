@@ -81,6 +81,7 @@ async fn run(h: &TestHost, n: usize, every: Duration) -> anyhow::Result<Run> {
         emitted.insert(h.sim.control().emit(1), at);
     }
     let arrivals = reader.await??;
+    let n_arrived = arrivals.len();
     let mut run = Run {
         events: Vec::with_capacity(n),
         max_stall: Duration::ZERO,
@@ -103,6 +104,10 @@ async fn run(h: &TestHost, n: usize, every: Duration) -> anyhow::Result<Run> {
         run.total = arrived.duration_since(started);
         run.events.push(data);
     }
+    eprintln!(
+        "{n_arrived} events: max stall {:?}, max gap {:?}, total {:?}",
+        run.max_stall, run.max_gap, run.total
+    );
     Ok(run)
 }
 
