@@ -22,7 +22,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Job states.
 const QUEUED: u8 = 0;
@@ -101,12 +101,27 @@ impl PolicyExecutor {
         deadline: Duration,
         f: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, RunError> {
-        let (rx, state) = self.submit(f)?;
-        match tokio::time::timeout(deadline, rx).await {
-            Ok(result) => result.map_err(|_| RunError::Stopped),
-            Err(_) => {
+        let until = Instant::now() + deadline;
+        self.run_until(f, || until).await
+    }
+
+    /// Run `f` on a call thread; give up once the instant `deadline()` returns has passed.
+    /// `deadline` is asked again each time the last answer passes, so a job that reports
+    /// progress can move it forward (it is never called on the call thread).
+    pub async fn run_until<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+        mut deadline: impl FnMut() -> Instant,
+    ) -> Result<R, RunError> {
+        let (mut rx, state) = self.submit(f)?;
+        loop {
+            let until = deadline();
+            if Instant::now() >= until {
                 self.abandon(&state);
-                Err(RunError::TimedOut)
+                return Err(RunError::TimedOut);
+            }
+            if let Ok(result) = tokio::time::timeout_at(until.into(), &mut rx).await {
+                return result.map_err(|_| RunError::Stopped);
             }
         }
     }
@@ -208,7 +223,6 @@ fn worker(shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()

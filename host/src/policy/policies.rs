@@ -356,8 +356,9 @@ impl Policies {
     /// Returns the verdicts of a non-empty prefix (when `from < events.len()`): the call
     /// thread stops after about one call deadline or after a failed call, so one hop
     /// never holds its caller much longer than one deadline; call again for the rest. The
-    /// caller waits at most [`RuntimeLimits::caller_deadline`]`(2)`; past that the event
-    /// being routed gets the failure policy's answer (flagged [`CallFailure::Abandoned`]).
+    /// caller waits at most [`RuntimeLimits::caller_deadline`]`(1)` for each verdict (from
+    /// the hop's start, then from the previous verdict); past that the event being routed
+    /// gets the failure policy's answer (flagged [`CallFailure::Abandoned`]).
     pub async fn route_events(
         self: &Arc<Self>,
         events: Arc<Vec<Event>>,
@@ -366,14 +367,21 @@ impl Policies {
         if from >= events.len() {
             return Vec::new();
         }
-        let progress = Arc::new(Mutex::new(Progress::default()));
+        let started = Instant::now();
+        let progress = Arc::new(Mutex::new(Progress {
+            verdicts: Vec::new(),
+            last: started,
+            abandoned: false,
+        }));
         let budget = Duration::from_millis(self.limits.call_timeout_ms);
+        let per_verdict = self.limits.caller_deadline(1);
         let (policies, shared, thread_events) = (self.clone(), progress.clone(), events.clone());
         let run = self
             .executor
-            .run_within(self.limits.caller_deadline(2), move || {
-                route_some(&policies, &thread_events[from..], budget, &shared)
-            })
+            .run_until(
+                move || route_some(&policies, &thread_events[from..], budget, &shared),
+                || progress.lock().last + per_verdict,
+            )
             .await;
         let mut decided = {
             let mut p = progress.lock();
@@ -492,9 +500,10 @@ impl Policies {
 }
 
 /// Verdicts a call thread has reached so far in one [`Policies::route_events`] hop.
-#[derive(Default)]
 struct Progress {
     verdicts: Vec<Verdict<RouteDecision>>,
+    /// When the last verdict (or the hop) started.
+    last: Instant,
     /// The caller stopped waiting: stop routing.
     abandoned: bool,
 }
@@ -505,14 +514,16 @@ fn route_some(policies: &Policies, events: &[Event], budget: Duration, progress:
     for event in events {
         let verdict = policies.route(event);
         let failed = matches!(verdict.fallback, Some(f) if f != CallFailure::BreakerOpen);
+        let now = Instant::now();
         {
             let mut p = progress.lock();
             if p.abandoned {
                 return;
             }
             p.verdicts.push(verdict);
+            p.last = now;
         }
-        if failed || started.elapsed() >= budget {
+        if failed || now.duration_since(started) >= budget {
             return;
         }
     }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use std::time::Instant;
 
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine};
@@ -77,13 +78,24 @@ impl PolicyRuntime {
     }
 }
 
+/// Advance the epoch once per [`EPOCH_TICK`] of real time. A sleep on a loaded machine
+/// overshoots, so each wake-up catches up on every tick that has passed: deadlines track
+/// the clock, not the number of times the ticker thread got to run.
 fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
     thread::Builder::new()
         .name("policy-epoch".into())
         .spawn(move || {
+            let started = Instant::now();
+            let tick = EPOCH_TICK.as_micros().max(1);
+            let mut done: u128 = 0;
             while !stop.load(Ordering::Relaxed) {
                 thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
+                let due = started.elapsed().as_micros() / tick;
+                // Bounded catch-up: a ticker suspended for long does not spin.
+                for _ in done..due.min(done + 1_000) {
+                    engine.increment_epoch();
+                }
+                done = due;
             }
         })?;
     Ok(())
