@@ -15,6 +15,7 @@ use crate::auth::AuthSettings;
 use crate::commands::CommandSettings;
 use crate::cors::CorsOrigins;
 use crate::http1::ListenerSettings;
+use crate::policy::breaker::BreakerSettings;
 use crate::policy::buckets::BucketLimits;
 use crate::policy::{FailurePolicy, PolicySettings, RuntimeLimits, SlotKind, SlotSettings};
 use crate::sse::StreamSettings;
@@ -125,6 +126,7 @@ struct FileConfig {
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 struct PolicyFile {
     limits: RuntimeLimits,
+    breaker: BreakerSettings,
     max_buckets: Option<usize>,
     slots: HashMap<SlotKind, SlotFile>,
 }
@@ -170,6 +172,7 @@ impl Config {
         };
         let mut policy = PolicySettings {
             limits: file.policy.limits,
+            breaker: file.policy.breaker,
             ..Default::default()
         };
         if let Some(max) = file.policy.max_buckets {
@@ -257,6 +260,10 @@ mod tests {
             queue-capacity = 5
             [policy.limits]
             call-timeout-ms = 7
+            max-topics = 3
+            [policy.breaker]
+            failures = 2
+            auto-rollback = true
             [policy.slots.rate-limiter]
             failure = "fail-open"
             config = { burst = 3, key = "user" }
@@ -270,6 +277,11 @@ mod tests {
         assert_eq!(config.http_addr.port(), 1234);
         assert_eq!(config.admin_addr.port(), 9999);
         assert_eq!(config.policy.limits.call_timeout_ms, 7);
+        assert_eq!(config.policy.limits.max_topics, 3);
+        assert_eq!(config.policy.limits.max_payload_bytes, 256 * 1024);
+        assert_eq!(config.policy.breaker.failures, 2);
+        assert!(config.policy.breaker.auto_rollback);
+        assert_eq!(config.policy.breaker.cooldown_ms, 5_000);
         assert_eq!(config.commands.queue_capacity, 5);
         assert_eq!(config.commands.ack_wait_ms, 5_000);
         let limiter = config.slot(SlotKind::RateLimiter);

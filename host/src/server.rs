@@ -160,6 +160,7 @@ fn readiness(state: LinkState, policies: &Policies) -> axum::response::Response 
             serde_json::json!({
                 "slot": i.slot, "sha256": i.current.sha256, "loadedAtMs": i.current.loaded_at_ms,
                 "calls": i.current.calls, "failures": i.current.failures,
+                "breaker": i.breaker.state,
             })
         })
         .collect();

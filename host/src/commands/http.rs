@@ -253,11 +253,7 @@ async fn validate(
     user: &str,
     command: Command,
 ) -> Result<Command, ApiError> {
-    let user = user.to_string();
-    let verdict = policies
-        .run(move |p| p.validate(&user, &command))
-        .await
-        .map_err(|_| unavailable("command validator"))?;
+    let verdict = policies.validate_async(user.to_string(), command).await;
     if let Some(failure) = &verdict.fallback {
         tracing::warn!(?failure, "command validator failed; failure policy applied");
     }
@@ -283,10 +279,7 @@ async fn rate_limit(
         channel_id: body::channel_of(command).to_string(),
         kind: body::policy_kind(kind),
     };
-    let verdict = policies
-        .run(move |p| p.check_rate(&request))
-        .await
-        .map_err(|_| unavailable("rate limiter"))?;
+    let verdict = policies.check_rate_async(request).await;
     if let Some(failure) = &verdict.fallback {
         tracing::warn!(?failure, "rate limiter failed; failure policy applied");
     }

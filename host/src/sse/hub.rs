@@ -407,57 +407,54 @@ async fn run(
                 _ => break,
             }
         }
-        let routed = match route_batch(&policies, batch).await {
-            Some(r) => r,
-            None => return,
-        };
-        for (event, meta, decision) in routed {
+        route_batch(&hub, &policies, &batch, &mut next_seq).await;
+    }
+}
+
+/// Route `batch` and publish each event as soon as its hop is back: a hop ends after about
+/// one call deadline, so a failing router delays the events behind it by one deadline at
+/// most, not by one deadline per event of the batch. An event that follows a loss is
+/// preceded by a `reset` frame.
+async fn route_batch(
+    hub: &StreamHub,
+    policies: &Arc<Policies>,
+    batch: &[Arc<BusEvent>],
+    next_seq: &mut u64,
+) {
+    let events = Arc::new(batch.iter().map(|e| policy_event(e)).collect::<Vec<_>>());
+    let mut from = 0;
+    while from < batch.len() {
+        let verdicts = policies.route_events(events.clone(), from).await;
+        if verdicts.is_empty() {
+            return;
+        }
+        for verdict in verdicts {
+            let (event, meta) = (&batch[from], &events[from].meta);
             if let Some(why) = event.loss_before {
                 hub.publish_loss(
-                    &mut next_seq,
+                    next_seq,
                     frame::CAUSE_UPSTREAM_LOSS,
                     &format!("events were lost upstream: {why}"),
                 );
             }
-            if let RouteDecision::Deliver { topics, payload } = decision {
+            if let RouteDecision::Deliver { topics, payload } = verdict.value {
                 let id = EventId {
                     epoch: hub.inner.epoch,
-                    seq: next_seq,
+                    seq: *next_seq,
                 };
-                next_seq += 1;
-                let replacement = payload.as_deref().and_then(|p| parse_payload(p, &event));
+                *next_seq += 1;
+                let replacement = payload.as_deref().and_then(|p| parse_payload(p, event));
                 hub.publish(Arc::new(Frame::build(
                     id,
-                    &event,
-                    &meta,
+                    event,
+                    meta,
                     topics,
                     replacement.as_deref(),
                 )));
             }
+            from += 1;
         }
     }
-}
-
-type Routed = (
-    Arc<BusEvent>,
-    crate::policy::types::EventMeta,
-    RouteDecision,
-);
-
-async fn route_batch(policies: &Arc<Policies>, batch: Vec<Arc<BusEvent>>) -> Option<Vec<Routed>> {
-    let events: Vec<_> = batch.into_iter().map(|e| (policy_event(&e), e)).collect();
-    policies
-        .run(move |p| {
-            events
-                .into_iter()
-                .map(|(ev, bus_event)| {
-                    let decision = p.route(&ev).value;
-                    (bus_event, ev.meta, decision)
-                })
-                .collect()
-        })
-        .await
-        .ok()
 }
 
 fn parse_payload(payload: &str, event: &BusEvent) -> Option<Box<RawValue>> {
