@@ -38,6 +38,7 @@ lint: setup
 # The full test suite: lints, unit tests and end-to-end tests (real sockets, simulator, components),
 # then the HTTP contract check (schemathesis against docs/openapi.yaml on a live host).
 test: lint
+    cargo build -p gateway-sim --bin gateway-sim
     cargo test
     just contract
 
