@@ -39,6 +39,7 @@ lint: setup
 # the browser client's tests (`js-test`),
 # then the HTTP contract check (schemathesis against docs/openapi.yaml on a live host).
 test: lint
+    cargo build -p gateway-sim --bin gateway-sim
     cargo test
     just js-test
     just contract

@@ -24,7 +24,7 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const JWT: &str = "bench-jwt-secret";
+const JWT: &str = "bench-jwt-secret-of-at-least-32-bytes";
 const LINK: &str = "bench-link-token";
 
 #[derive(Parser)]
@@ -145,9 +145,10 @@ async fn start_host(sim_url: &str) -> anyhow::Result<HostProcess> {
     }
 }
 
-fn token() -> anyhow::Result<String> {
+/// A token for client `i`: one user per client (the host caps streams per user).
+fn token(i: usize) -> anyhow::Result<String> {
     Authenticator::new(&Secret::new(JWT)).mint(
-        "1",
+        &format!("{}", 1 + i),
         vec!["*".into()],
         vec![],
         Duration::from_secs(3600),
@@ -174,7 +175,6 @@ struct Clock {
 async fn latency(rate: u64, clients: usize, secs: u64) -> anyhow::Result<()> {
     let sim = Simulator::start(SimConfig::new(LINK)).await?;
     let host = start_host(&sim.url()).await?;
-    let token = token()?;
     let total = (rate * (secs + 2)) as usize;
     let clock = Arc::new(Clock {
         start: Instant::now(),
@@ -184,8 +184,8 @@ async fn latency(rate: u64, clients: usize, secs: u64) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let dropped = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let stream = open_stream(&host.addr, &token).await?;
+    for i in 0..clients {
+        let stream = open_stream(&host.addr, &token(i)?).await?;
         let (clock, stop, dropped) = (clock.clone(), stop.clone(), dropped.clone());
         tasks.push(tokio::spawn(read_client(
             stream, clock, stop, dropped, warmup_seq,
@@ -302,12 +302,11 @@ async fn read_client(
 async fn idle(clients: usize) -> anyhow::Result<()> {
     let sim = Simulator::start(SimConfig::new(LINK)).await?;
     let host = start_host(&sim.url()).await?;
-    let token = token()?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = host.rss_kib()?;
     let mut streams = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        let mut s = open_stream(&host.addr, &token).await?;
+    for i in 0..clients {
+        let mut s = open_stream(&host.addr, &token(i)?).await?;
         let mut head = [0u8; 512];
         let n = s.read(&mut head).await?;
         if !head[..n].starts_with(b"HTTP/1.1 200") {

@@ -46,7 +46,7 @@ fn args() -> Args {
 
 fn config() -> anyhow::Result<Config> {
     let mut config = Config::load(None)?;
-    config.jwt_secret = Some(Secret::new("bench-secret"));
+    config.jwt_secret = Some(Secret::new("bench-secret-of-at-least-thirty-two-bytes"));
     config.components_dir = None;
     let mut limiter = SlotSettings::defaults(SlotKind::RateLimiter);
     limiter.config = vec![("burst".into(), "1000000".into())];

@@ -6,6 +6,12 @@
 //! `send-message`, `add-reaction`, `typing-start`, or `*`). The token comes from
 //! `Authorization: Bearer` or, because `EventSource` cannot send headers, from the
 //! `gateway_token` cookie.
+//!
+//! Hardening, because the token is the only thing between the internet and the commands:
+//! the secret must be at least [`MIN_SECRET_BYTES`] long (a short HS256 secret falls to a
+//! brute-force search from one token), `exp` and `nbf` are both checked with the same
+//! leeway, `sub` must not be empty, a token longer than `max-token-bytes` is refused
+//! before any parsing, and `iss`/`aud` are checked when `[auth]` configures them.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +24,61 @@ use crate::config::Secret;
 
 /// Name of the cookie carrying the token.
 pub const TOKEN_COOKIE: &str = "gateway_token";
+/// Shortest `GATEWAY_JWT_SECRET` accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// `[auth]` in the config file: what a token must carry besides a valid signature.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthSettings {
+    /// Required `iss` claim (tokens minted by `gateway-host token` carry it).
+    pub issuer: Option<String>,
+    /// Required `aud` claim (tokens minted by `gateway-host token` carry it).
+    pub audience: Option<String>,
+    /// Longest token accepted, in bytes; longer ones are refused unparsed (401).
+    pub max_token_bytes: usize,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            issuer: None,
+            audience: None,
+            max_token_bytes: 4096,
+            leeway_secs: 5,
+        }
+    }
+}
+
+impl AuthSettings {
+    /// Refuses settings that would let no token (or any size of token) through.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_token_bytes < 64 {
+            return Err("[auth] max-token-bytes must be at least 64".into());
+        }
+        for (name, value) in [("issuer", &self.issuer), ("audience", &self.audience)] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(format!("[auth] {name} must not be empty when set"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a signing secret too short to resist a brute-force search.
+pub fn check_secret(secret: &Secret) -> Result<(), String> {
+    let len = secret.expose().len();
+    if len < MIN_SECRET_BYTES {
+        return Err(format!(
+            "GATEWAY_JWT_SECRET is too short ({len} bytes; at least {MIN_SECRET_BYTES} are \
+             required): a short HS256 secret can be recovered from a single token by brute \
+             force. Generate one with e.g. `openssl rand -hex 32`"
+        ));
+    }
+    Ok(())
+}
 
 /// What a token grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +97,15 @@ pub struct Claims {
     /// with a trailing `*`, e.g. `APP_*`); empty: none. App backends only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<String>,
+    /// Not before, seconds since the Unix epoch (checked when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Issuer (checked when `[auth] issuer` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience: a string or a list (checked when `[auth] audience` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<serde_json::Value>,
 }
 
 /// Does `pattern` (exact, or ending in `*`) match `topic`?
@@ -76,6 +146,7 @@ pub struct Authenticator {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    settings: AuthSettings,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -85,15 +156,33 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// An authenticator for `secret`.
+    /// An authenticator for `secret` with the default [`AuthSettings`]. The secret's
+    /// length is not checked here (tests forge tokens with other secrets); `serve` and
+    /// `token` check it with [`check_secret`].
     pub fn new(secret: &Secret) -> Authenticator {
+        Authenticator::with_settings(secret, AuthSettings::default())
+    }
+
+    /// An authenticator for `secret` enforcing `settings`.
+    pub fn with_settings(secret: &Secret, settings: AuthSettings) -> Authenticator {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = settings.leeway_secs;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = &settings.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if let Some(audience) = &settings.audience {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         Authenticator {
             encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
             validation,
+            settings,
         }
     }
 
@@ -124,26 +213,42 @@ impl Authenticator {
             topics,
             cmds,
             publish,
+            nbf: None,
+            iss: self.settings.issuer.clone(),
+            aud: self
+                .settings
+                .audience
+                .clone()
+                .map(serde_json::Value::String),
         };
+        self.sign(&claims)
+    }
+
+    /// Sign `claims` as they are (no check): for tools and tests that need a token
+    /// `mint` would not make (another lifetime, `nbf`, a foreign issuer).
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
         Ok(encode(
             &Header::new(Algorithm::HS256),
-            &claims,
+            claims,
             &self.encoding,
         )?)
     }
 
     /// Verify a raw token.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        decode::<Claims>(token, &self.decoding, &self.validation)
+        let refuse =
+            |message: String| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+        let max = self.settings.max_token_bytes;
+        if token.len() > max {
+            return Err(refuse(format!("token too large (over {max} bytes)")));
+        }
+        let claims = decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|d| d.claims)
-            .map_err(|e| {
-                let message = match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token expired",
-                    jsonwebtoken::errors::ErrorKind::InvalidSignature => "token signature invalid",
-                    _ => "token invalid",
-                };
-                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-            })
+            .map_err(|e| refuse(refusal_message(e.kind())))?;
+        if claims.sub.trim().is_empty() {
+            return Err(refuse("token has an empty subject (sub)".into()));
+        }
+        Ok(claims)
     }
 
     /// Authenticate a request from its `Authorization` header or `gateway_token` cookie.
@@ -156,6 +261,20 @@ impl Authenticator {
                 "missing token: send Authorization: Bearer <token> or the gateway_token cookie",
             )),
         }
+    }
+}
+
+/// Why a token was refused, for the caller (never the token or the secret).
+fn refusal_message(kind: &jsonwebtoken::errors::ErrorKind) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match kind {
+        ErrorKind::ExpiredSignature => "token expired".into(),
+        ErrorKind::ImmatureSignature => "token not valid yet (nbf is in the future)".into(),
+        ErrorKind::InvalidSignature => "token signature invalid".into(),
+        ErrorKind::InvalidIssuer => "token issuer (iss) not accepted".into(),
+        ErrorKind::InvalidAudience => "token audience (aud) not accepted".into(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("token lacks the {claim} claim"),
+        _ => "token invalid".into(),
     }
 }
 
@@ -185,8 +304,39 @@ fn token_from(headers: &HeaderMap) -> Option<String> {
 mod tests {
     use super::*;
 
+    const SECRET: &str = "test-secret-of-at-least-32-bytes!";
+
     fn auth() -> Authenticator {
-        Authenticator::new(&Secret::new("test-secret"))
+        Authenticator::new(&Secret::new(SECRET))
+    }
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
+    fn claims(sub: &str) -> Claims {
+        Claims {
+            sub: sub.into(),
+            exp: now() + 60,
+            topics: vec![],
+            cmds: vec![],
+            publish: vec![],
+            nbf: None,
+            iss: None,
+            aud: None,
+        }
+    }
+
+    fn sign(claims: &Claims) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -232,29 +382,88 @@ mod tests {
         );
         assert!(auth().authenticate(&HeaderMap::new()).is_err());
         let expired = Claims {
-            sub: "1".into(),
             exp: 1,
-            topics: vec![],
-            cmds: vec![],
-            publish: vec![],
+            ..claims("1")
         };
-        let token = encode(
-            &Header::new(Algorithm::HS256),
-            &expired,
-            &EncodingKey::from_secret(b"test-secret"),
-        )
-        .unwrap();
-        assert_eq!(auth().verify(&token).unwrap_err().message, "token expired");
+        assert_eq!(
+            auth().verify(&sign(&expired)).unwrap_err().message,
+            "token expired"
+        );
+    }
+
+    #[test]
+    fn future_nbf_and_empty_sub_are_refused() {
+        let later = Claims {
+            nbf: Some(now() + 3600),
+            ..claims("1")
+        };
+        let err = auth().verify(&sign(&later)).unwrap_err();
+        assert_eq!(err.status, StatusCode::UNAUTHORIZED);
+        assert!(err.message.contains("nbf"), "{}", err.message);
+        let within_leeway = Claims {
+            nbf: Some(now() + 2),
+            ..claims("1")
+        };
+        assert!(auth().verify(&sign(&within_leeway)).is_ok());
+        for sub in ["", "  "] {
+            let err = auth().verify(&sign(&claims(sub))).unwrap_err();
+            assert!(err.message.contains("sub"), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn oversize_tokens_are_refused_unparsed() {
+        let big = Claims {
+            topics: vec!["x".repeat(5000)],
+            ..claims("1")
+        };
+        let err = auth().verify(&sign(&big)).unwrap_err();
+        assert!(err.message.contains("too large"), "{}", err.message);
+    }
+
+    #[test]
+    fn issuer_and_audience_when_configured() {
+        let settings = AuthSettings {
+            issuer: Some("gw".into()),
+            audience: Some("app".into()),
+            ..AuthSettings::default()
+        };
+        let strict = Authenticator::with_settings(&Secret::new(SECRET), settings);
+        let minted = strict
+            .mint("7", vec![], vec![], Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(strict.verify(&minted).unwrap().iss.as_deref(), Some("gw"));
+        let plain = sign(&claims("7"));
+        assert!(strict.verify(&plain).unwrap_err().message.contains("iss"));
+        let wrong = Claims {
+            iss: Some("gw".into()),
+            aud: Some("other".into()),
+            ..claims("7")
+        };
+        assert!(
+            strict
+                .verify(&sign(&wrong))
+                .unwrap_err()
+                .message
+                .contains("aud")
+        );
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        let err = check_secret(&Secret::new("x")).unwrap_err();
+        assert!(
+            err.contains("GATEWAY_JWT_SECRET") && err.contains("1 bytes"),
+            "{err}"
+        );
+        assert!(check_secret(&Secret::new(SECRET)).is_ok());
     }
 
     #[test]
     fn topic_grants() {
         let c = Claims {
-            sub: "1".into(),
-            exp: 0,
             topics: vec!["guild:*".into(), "channel:7".into()],
-            cmds: vec![],
-            publish: vec![],
+            ..claims("1")
         };
         assert!(
             c.allows_topic("guild:1") && c.allows_topic("guild:*") && c.allows_topic("channel:7")

@@ -42,7 +42,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Mint a caller token (HS256 with GATEWAY_JWT_SECRET) for development and tests.
+    /// Mint a caller token (HS256 with GATEWAY_JWT_SECRET, at least 32 bytes) for
+    /// development and tests; with --config, it carries the `[auth]` issuer and audience.
     Token {
         /// The user id (`sub`).
         #[arg(long)]
@@ -62,6 +63,9 @@ enum Command {
         /// The signing secret.
         #[arg(long, env = "GATEWAY_JWT_SECRET", hide_env_values = true)]
         secret: String,
+        /// Configuration file whose `[auth]` issuer/audience the token carries.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Check or hot-load a policy component.
     #[command(subcommand)]
@@ -111,25 +115,25 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    // Setting the global subscriber fails only if one is set already; keep that one.
-    match format {
-        LogFormat::Text => {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr)
-                .try_init();
-        }
-        LogFormat::Json => {
-            let _ = tracing_subscriber::registry()
-                .with(filter)
-                .with(crate::logging::JsonLogLayer::new(std::io::stderr))
-                .try_init();
-        }
-    }
+    let layer = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => crate::logging::JsonLogLayer::new(std::io::stderr).boxed(),
+    };
+    // Secrets never reach the log, whatever RUST_LOG says (see link::redact).
+    let layer = layer.with_filter(tracing_subscriber::filter::filter_fn(
+        crate::link::redact::may_log,
+    ));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
+        .try_init();
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -139,13 +143,20 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let config = Config::load(config.as_deref())?;
             let runtime = tokio::runtime::Runtime::new()?;
             let shutdown = crate::server::shutdown_signal();
-            runtime.block_on(crate::server::serve(config, link_config, shutdown))?;
+            let result = runtime.block_on(crate::server::serve(config, link_config, shutdown));
+            // Whatever is still running (a stuck connection, a blocking call) must not hold
+            // the exit: the shutdown deadline has already passed for it.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { config } => {
             let config = Config::load(config.as_deref())?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(crate::demo::run(config, crate::server::shutdown_signal()))?;
+            let result =
+                runtime.block_on(crate::demo::run(config, crate::server::shutdown_signal()));
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Token {
@@ -155,9 +166,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             publish,
             ttl,
             secret,
+            config,
         } => {
-            let auth = crate::auth::Authenticator::new(&crate::config::Secret::new(secret));
             let ttl = std::time::Duration::from_secs(ttl);
+            let settings = match config {
+                Some(path) => Config::load(Some(&path))?.auth,
+                None => crate::auth::AuthSettings::default(),
+            };
+            let secret = crate::config::Secret::new(secret);
+            crate::auth::check_secret(&secret).map_err(anyhow::Error::msg)?;
+            let auth = crate::auth::Authenticator::with_settings(&secret, settings);
             println!(
                 "{}",
                 auth.mint_with_publish(&sub, topics, cmds, publish, ttl)?

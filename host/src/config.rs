@@ -11,9 +11,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::auth::AuthSettings;
 use crate::commands::CommandSettings;
+use crate::cors::CorsOrigins;
+use crate::http1::ListenerSettings;
 use crate::internal_events::InternalEventsSettings;
 use crate::legacy_ws::LegacySettings;
+use crate::policy::breaker::BreakerSettings;
 use crate::policy::buckets::BucketLimits;
 use crate::policy::{FailurePolicy, PolicySettings, RuntimeLimits, SlotKind, SlotSettings};
 use crate::sse::StreamSettings;
@@ -51,6 +55,29 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// `[server]`: settings of the process as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerSettings {
+    /// How long a graceful shutdown may take, in ms: listeners drain and queued commands
+    /// get their last chance to be delivered within it.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl ServerSettings {
+    pub fn shutdown_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.shutdown_timeout_ms)
+    }
+}
+
 /// The resolved configuration of a host.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -69,13 +96,20 @@ pub struct Config {
     pub commands: CommandSettings,
     /// `/api/stream` settings.
     pub stream: StreamSettings,
-    /// Origins allowed by CORS (`GATEWAY_CORS_ORIGINS`, comma-separated); empty: none.
+    /// Listener limits (`[listener]`).
+    pub listener: ListenerSettings,
+    /// Origins allowed by CORS (`GATEWAY_CORS_ORIGINS`, comma-separated); empty: none;
+    /// `*` alone: any origin without credentials. Checked at load and at start.
     pub cors_origins: Vec<String>,
     /// The legacy voice bridge `/api/ws` (`[legacy-ws]`, `GATEWAY_LEGACY_WS`).
     pub legacy_ws: LegacySettings,
     /// App-side publishing `POST /api/internal/events` (`[internal-events]`,
     /// `GATEWAY_INTERNAL_EVENTS`).
     pub internal_events: InternalEventsSettings,
+    /// Token checks beyond the signature (`[auth]`).
+    pub auth: AuthSettings,
+    /// Process-wide settings (`[server]`).
+    pub server: ServerSettings,
 }
 
 /// The TOML file's shape.
@@ -92,12 +126,16 @@ struct FileConfig {
     stream: StreamSettings,
     legacy_ws: LegacySettings,
     internal_events: InternalEventsSettings,
+    auth: AuthSettings,
+    server: ServerSettings,
+    listener: ListenerSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 struct PolicyFile {
     limits: RuntimeLimits,
+    breaker: BreakerSettings,
     max_buckets: Option<usize>,
     slots: HashMap<SlotKind, SlotFile>,
 }
@@ -143,6 +181,7 @@ impl Config {
         };
         let mut policy = PolicySettings {
             limits: file.policy.limits,
+            breaker: file.policy.breaker,
             ..Default::default()
         };
         if let Some(max) = file.policy.max_buckets {
@@ -172,6 +211,16 @@ impl Config {
                 },
             );
         }
+        let cors_origins: Vec<String> = env("GATEWAY_CORS_ORIGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|o| o.trim().to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
+            .unwrap_or(file.cors_origins);
+        CorsOrigins::parse(&cors_origins).map_err(anyhow::Error::msg)?;
+        file.auth.check().map_err(anyhow::Error::msg)?;
         Ok(Config {
             http_addr: addr("GATEWAY_HTTP_ADDR", file.http_addr, DEFAULT_HTTP_ADDR)?,
             admin_addr: addr("GATEWAY_ADMIN_ADDR", file.admin_addr, DEFAULT_ADMIN_ADDR)?,
@@ -190,14 +239,10 @@ impl Config {
                 file.commands
             },
             stream: file.stream,
-            cors_origins: env("GATEWAY_CORS_ORIGINS")
-                .map(|v| {
-                    v.split(',')
-                        .map(|o| o.trim().to_string())
-                        .filter(|o| !o.is_empty())
-                        .collect()
-                })
-                .unwrap_or(file.cors_origins),
+            cors_origins,
+            auth: file.auth,
+            server: file.server,
+            listener: file.listener,
             legacy_ws: LegacySettings {
                 enabled: match env("GATEWAY_LEGACY_WS") {
                     Some(v) => parse_flag("GATEWAY_LEGACY_WS", &v)?,
@@ -247,6 +292,10 @@ mod tests {
             queue-capacity = 5
             [policy.limits]
             call-timeout-ms = 7
+            max-topics = 3
+            [policy.breaker]
+            failures = 2
+            auto-rollback = true
             [policy.slots.rate-limiter]
             failure = "fail-open"
             config = { burst = 3, key = "user" }
@@ -260,6 +309,11 @@ mod tests {
         assert_eq!(config.http_addr.port(), 1234);
         assert_eq!(config.admin_addr.port(), 9999);
         assert_eq!(config.policy.limits.call_timeout_ms, 7);
+        assert_eq!(config.policy.limits.max_topics, 3);
+        assert_eq!(config.policy.limits.max_payload_bytes, 256 * 1024);
+        assert_eq!(config.policy.breaker.failures, 2);
+        assert!(config.policy.breaker.auto_rollback);
+        assert_eq!(config.policy.breaker.cooldown_ms, 5_000);
         assert_eq!(config.commands.queue_capacity, 5);
         assert_eq!(config.commands.ack_wait_ms, 5_000);
         let limiter = config.slot(SlotKind::RateLimiter);
@@ -285,6 +339,24 @@ mod tests {
         })
         .expect_err("bad address");
         assert!(err.to_string().contains("GATEWAY_ADMIN_ADDR"));
+    }
+
+    #[test]
+    fn bad_cors_origins_and_auth_settings_are_start_errors() {
+        let env = |value: &'static str| {
+            move |n: &str| (n == "GATEWAY_CORS_ORIGINS").then(|| value.to_string())
+        };
+        let star = Config::from_file(FileConfig::default(), env("*")).expect("* alone is fine");
+        assert_eq!(star.cors_origins, vec!["*".to_string()]);
+        let err = Config::from_file(FileConfig::default(), env("https://a.example, nope"))
+            .expect_err("unparsable origin");
+        assert!(err.to_string().contains("\"nope\""), "{err}");
+        let file: FileConfig =
+            toml::from_str("[auth]\nissuer = \"\"\n[server]\nshutdown-timeout-ms = 3000")
+                .expect("valid toml");
+        assert_eq!(file.server.shutdown_timeout_ms, 3000);
+        let err = Config::from_file(file, |_| None).expect_err("empty issuer");
+        assert!(err.to_string().contains("issuer"), "{err}");
     }
 
     #[test]

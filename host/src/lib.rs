@@ -9,11 +9,14 @@
 //! * [`internal_events`]: app-side publishing `POST /api/internal/events` (off by default).
 //! * [`admin`]: the operator listener (component management).
 //! * [`server`]: running a host: listeners, watcher, shutdown.
+//! * [`http1`]: the HTTP/1.1 listeners and their limits; [`fd_limit`]: the descriptor
+//!   budget behind the connection caps; [`write_stall`]: cutting peers that stop reading.
 //! * [`client_js`]: `GET /client.js`, the browser client module.
 //! * [`api_error`]: the JSON error shape shared by every route.
 //! * [`logging`]: text or JSON log records (`traceId`, `event`, `latencyMs` at the top).
 //! * [`metrics`]: Prometheus metrics.
 //! * [`config`]: configuration from file and environment.
+//! * [`cors`]: the CORS allow-list, checked at start.
 //! * [`cli`]: the command line.
 
 pub mod admin;
@@ -24,8 +27,10 @@ pub mod cli;
 pub mod client_js;
 pub mod commands;
 pub mod config;
+pub mod cors;
 pub mod demo;
 pub mod event_meta;
+pub mod fd_limit;
 pub mod http1;
 pub mod internal_events;
 pub mod legacy_ws;
@@ -35,3 +40,4 @@ pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod sse;
+pub mod write_stall;

@@ -1,5 +1,13 @@
 //! Running a host: the policy runtime, the components watcher, the upstream link, the
 //! stream hub, the public and admin listeners, and graceful shutdown.
+//!
+//! Connection budget: at start the host raises its file limit to the hard limit and
+//! derives the public connection cap below it, and the stream cap below that (see
+//! [`crate::fd_limit`]), so streams can never take the last connections: `/healthz`,
+//! `/readyz` and commands still get through when the stream cap is reached. The admin
+//! listener (its own small connection cap, inside the descriptor reserve) also answers
+//! `/healthz`, `/readyz` and `/metrics`, so health stays observable even when the public
+//! listener is full. Shutdown is bounded by `[listener] shutdown-timeout-ms`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,17 +15,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Authenticator;
 use crate::bus::Bus;
 use crate::commands::CommandPipeline;
 use crate::config::Config;
+use crate::cors::CorsOrigins;
+use crate::http1::Limits;
 use crate::legacy_ws::LegacyBridge;
 use crate::link::{self, LinkConfig, LinkHandle, LinkState};
 use crate::policy::Policies;
@@ -42,7 +50,9 @@ pub struct Host {
     pub internal_events: crate::internal_events::InternalEventsSettings,
     /// Serve the demo page with a ready-made token (the `demo` command only).
     pub demo_mode: bool,
-    cors_origins: Vec<String>,
+    /// The public listener's connection cap (resolved from the file limit if not set).
+    pub max_connections: usize,
+    cors_origins: CorsOrigins,
     _watcher: Option<ComponentsWatcher>,
 }
 
@@ -53,14 +63,21 @@ impl Host {
         let secret = config.jwt_secret.as_ref().ok_or_else(|| {
             anyhow::anyhow!("GATEWAY_JWT_SECRET is not set: it signs and verifies caller tokens")
         })?;
-        let auth = Authenticator::new(secret);
+        crate::auth::check_secret(secret).map_err(anyhow::Error::msg)?;
+        let auth = Authenticator::with_settings(secret, config.auth.clone());
+        let cors_origins = CorsOrigins::parse(&config.cors_origins).map_err(anyhow::Error::msg)?;
         let policies = Arc::new(Policies::with_defaults(config.policy.clone())?);
         let watcher = match &config.components_dir {
-            Some(dir) => Some(watch_components_dir(dir, policies.clone())?),
+            Some(dir) => Some(watch_components_dir(
+                dir,
+                policies.clone(),
+                config.max_component_bytes,
+            )?),
             None => None,
         };
         let bus = Bus::new();
-        let hub = StreamHub::start(&bus, policies.clone(), config.stream.clone());
+        let (max_connections, stream) = connection_budget(config);
+        let hub = StreamHub::start(&bus, policies.clone(), stream);
         let legacy = config
             .legacy_ws
             .enabled
@@ -77,10 +94,41 @@ impl Host {
             legacy,
             internal_events: config.internal_events.clone(),
             demo_mode: false,
-            cors_origins: config.cors_origins.clone(),
+            max_connections,
+            cors_origins,
             _watcher: watcher,
         })
     }
+}
+
+/// The public connection cap and the stream settings with the stream cap resolved: both
+/// derived from the file limit unless configured.
+fn connection_budget(config: &Config) -> (usize, crate::sse::StreamSettings) {
+    let fd_limit = crate::fd_limit::raise_to_hard();
+    let max_connections = match config.listener.max_connections {
+        0 => crate::fd_limit::default_max_connections(fd_limit),
+        n => n,
+    };
+    let mut stream = config.stream.clone();
+    if stream.max_clients == 0 {
+        stream.max_clients = crate::fd_limit::default_max_streams(max_connections);
+    }
+    if stream.max_clients >= max_connections {
+        tracing::warn!(
+            max_connections,
+            max_streams = stream.max_clients,
+            "the stream cap is not below the connection cap: at the cap, /healthz and /readyz \
+             answer only on the admin listener"
+        );
+    }
+    tracing::info!(
+        fd_limit,
+        max_connections,
+        max_streams = stream.max_clients,
+        max_streams_per_user = stream.max_streams_per_user,
+        "connection budget"
+    );
+    (max_connections, stream)
 }
 
 /// `/healthz` (the process answers), `/readyz` (the upstream link is connected; the body
@@ -118,23 +166,7 @@ pub fn public_router(host: &Host) -> Router {
             host.commands.clone(),
         ))
         .layer(axum::middleware::from_fn(crate::api_error::json_errors))
-        .layer(cors(&host.cors_origins))
-}
-
-fn cors(origins: &[String]) -> CorsLayer {
-    let allowed: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(allowed))
-        .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            "last-event-id".parse().expect("valid header"),
-        ])
+        .layer(host.cors_origins.layer())
 }
 
 fn readiness(state: LinkState, policies: &Policies) -> axum::response::Response {
@@ -151,6 +183,7 @@ fn readiness(state: LinkState, policies: &Policies) -> axum::response::Response 
             serde_json::json!({
                 "slot": i.slot, "sha256": i.current.sha256, "loadedAtMs": i.current.loaded_at_ms,
                 "calls": i.current.calls, "failures": i.current.failures,
+                "breaker": i.breaker.state,
             })
         })
         .collect();
@@ -166,15 +199,10 @@ fn metrics_response() -> impl IntoResponse {
     )
 }
 
-/// Bind a listener whose accepted sockets have `TCP_NODELAY` (small SSE writes must not
-/// wait for delayed ACKs).
-async fn bind(addr: SocketAddr) -> anyhow::Result<impl axum::serve::Listener<Addr = SocketAddr>> {
-    let listener = TcpListener::bind(addr)
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    Ok(listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    }))
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
 }
 
 /// Serve `host` until `shutdown` resolves: streams are told to end, listeners drain.
@@ -183,14 +211,23 @@ pub async fn serve_host(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let public = bind(config.http_addr).await?;
+    let admin = bind(config.admin_addr).await?;
+    tracing::info!(http = %config.http_addr, admin = %config.admin_addr, "gateway-host listening");
+    serve_host_on(host, config, public, admin, shutdown).await
+}
+
+/// [`serve_host`] on listeners already bound (tests bind port 0).
+pub async fn serve_host_on(
+    host: Host,
+    config: &Config,
+    public: TcpListener,
+    admin_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     if config.admin_token.is_none() {
         tracing::warn!("GATEWAY_ADMIN_TOKEN is not set: the admin API will refuse every request");
     }
-    let public = TcpListener::bind(config.http_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_addr))?;
-    let admin_listener = bind(config.admin_addr).await?;
-    tracing::info!(http = %config.http_addr, admin = %config.admin_addr, "gateway-host listening");
 
     let sweeper = {
         let policies = host.policies.clone();
@@ -202,32 +239,76 @@ pub async fn serve_host(
             }
         })
     };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Set to the moment shutdown was asked for: both listeners drain at once, and the
+    // whole shutdown (listeners, then the link) is bounded by one deadline from then.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
     let admin_app = admin::router(
         host.policies.clone(),
         config.admin_token.clone(),
         config.max_component_bytes,
-    );
+    )
+    .merge(health_router(host.link.clone(), host.policies.clone()));
     let mut admin_stop = stop_rx.clone();
-    let admin_task = tokio::spawn(async move {
-        axum::serve(admin_listener, admin_app)
-            .with_graceful_shutdown(async move {
-                let _ = admin_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let admin_limits = Limits::new(
+        "admin",
+        &config.listener,
+        config.listener.admin_max_connections,
+        config.server.shutdown_timeout(),
+    );
+    let admin_task = tokio::spawn(crate::http1::serve(
+        admin_listener,
+        admin_app,
+        admin_limits,
+        async move {
+            let _ = admin_stop.wait_for(|s| s.is_some()).await;
+        },
+    ));
     let hub = host.hub.clone();
-    crate::http1::serve(public, public_router(&host), async move {
+    let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain = drain_commands_on(begun_rx, &host, config);
+    let deadline = config.server.shutdown_timeout();
+    let public_limits = Limits::new("public", &config.listener, host.max_connections, deadline);
+    crate::http1::serve(public, public_router(&host), public_limits, async move {
         shutdown.await;
         hub.shutdown();
+        let _ = stop_tx.send(Some(tokio::time::Instant::now()));
+        let _ = begun_tx.send(());
     })
     .await;
-    let _ = stop_tx.send(true);
     sweeper.abort();
-    admin_task.await??;
-    host.link.shutdown().await;
+    let asked = stop_rx.borrow().unwrap_or_else(tokio::time::Instant::now);
+    let end = asked + deadline;
+    if tokio::time::timeout_at(end, admin_task).await.is_err() {
+        tracing::warn!("the admin listener did not drain within the shutdown deadline");
+    }
+    // The drain ends a little before the deadline by itself (see drain_commands_on).
+    let _ = tokio::time::timeout_at(end, drain).await;
+    if tokio::time::timeout_at(end, host.link.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the upstream link did not close within the shutdown deadline");
+    }
     tracing::info!("gateway-host stopped");
     Ok(())
+}
+
+/// Once shutdown begins, gives queued commands their last chance on the (still open)
+/// link: delivered, or ended `shutdown`, a little before the shutdown deadline so callers
+/// still waiting get their answer while the listener drains.
+fn drain_commands_on(
+    begun: tokio::sync::oneshot::Receiver<()>,
+    host: &Host,
+    config: &Config,
+) -> tokio::task::JoinHandle<()> {
+    let commands = host.commands.clone();
+    let total = config.server.shutdown_timeout();
+    let within = total.saturating_sub((total / 4).min(Duration::from_secs(1)));
+    tokio::spawn(async move {
+        if begun.await.is_ok() {
+            commands.drain(within).await;
+        }
+    })
 }
 
 /// `gateway-host serve`.

@@ -1,6 +1,7 @@
 //! `gateway-host serve` as a real process against the real simulator: refuses to start
 //! without LINK_TOKEN, becomes ready once the link is up, serves a stream to a token
-//! minted by `gateway-host token`, and on SIGTERM tells open streams and exits 0.
+//! minted by `gateway-host token`, and on SIGTERM tells open streams and exits 0 — also
+//! with 200 half-sent requests open, within the shutdown deadline.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -53,7 +54,10 @@ fn serve_becomes_ready_and_stops_on_sigterm() {
         .env("GATEWAY_HTTP_ADDR", format!("127.0.0.1:{http}"))
         .env("GATEWAY_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
         .env("GATEWAY_ADMIN_TOKEN", "admin")
-        .env("GATEWAY_JWT_SECRET", "jwt-secret")
+        .env(
+            "GATEWAY_JWT_SECRET",
+            "serve-test-jwt-secret-of-32-bytes-or-more",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -74,7 +78,10 @@ fn serve_becomes_ready_and_stops_on_sigterm() {
     // An open stream, authenticated with a token from `gateway-host token`.
     let out = Command::new(BIN)
         .args(["token", "--sub", "42", "--topics", "guild:*"])
-        .env("GATEWAY_JWT_SECRET", "jwt-secret")
+        .env(
+            "GATEWAY_JWT_SECRET",
+            "serve-test-jwt-secret-of-32-bytes-or-more",
+        )
         .output()
         .expect("token");
     assert!(out.status.success());
@@ -136,5 +143,88 @@ fn serve_becomes_ready_and_stops_on_sigterm() {
         !stderr.contains("serve-test-token"),
         "the link token was logged"
     );
+    runtime.block_on(sim.shutdown());
+}
+
+#[test]
+fn sigterm_with_half_sent_requests_open_exits_0_within_the_deadline() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let sim = runtime
+        .block_on(Simulator::start(SimConfig::new("serve-test-token")))
+        .expect("sim starts");
+    let (http, admin) = (free_port(), free_port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("gateway.toml");
+    // The header timeout is far longer than the shutdown deadline: only the deadline can
+    // end these connections in time.
+    std::fs::write(
+        &config,
+        "[server]\nshutdown-timeout-ms = 2000\n[listener]\nheader-read-timeout-ms = 120000\n",
+    )
+    .expect("config");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("LINK_URL", sim.url())
+        .env("LINK_TOKEN", "serve-test-token")
+        .env("GATEWAY_HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("GATEWAY_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+        .env("GATEWAY_ADMIN_TOKEN", "admin")
+        .env("GATEWAY_JWT_SECRET", "a-jwt-secret-of-at-least-32-bytes!!")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&format!("http://127.0.0.1:{http}/readyz")).map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < deadline, "host never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut half_sent = Vec::new();
+    for _ in 0..200 {
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .expect("send");
+        half_sent.push(tcp);
+    }
+    // One more, already answered: the host has read the 200 before it.
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{http}/healthz")).map(|r| r.0),
+        Some(200)
+    );
+
+    let signalled = Instant::now();
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    // The deadline is 2 s; allow generous slack for a loaded machine, far below the
+    // 120 s header timeout that would otherwise hold the connections.
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("host still running 30 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = signalled.elapsed();
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(status.success(), "exit status {status}: {stderr}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert!(
+        stderr.contains("shutdown deadline passed") || took < Duration::from_secs(2),
+        "{stderr}"
+    );
+    drop(half_sent);
     runtime.block_on(sim.shutdown());
 }

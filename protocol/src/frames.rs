@@ -10,8 +10,10 @@ pub struct Hello {
     /// The upstream session; seq numbers belong to it.
     pub session_id: String,
     /// True when the requested session was found and every event after the
-    /// requested `lastSeq` follows (replay, then live). False for a new session, or when
-    /// the replay buffer no longer reaches back to `lastSeq`.
+    /// requested `lastSeq` follows (replay, then live). False for a new session, when
+    /// the replay buffer no longer reaches back to `lastSeq`, when `lastSeq` is ahead of
+    /// the session, and for a fresh start (a `resume` without `sessionId`), where the
+    /// host ignores it.
     pub resumed: bool,
     /// The last seq the upstream has emitted in this session (0 if none yet).
     pub seq: u64,

@@ -27,6 +27,8 @@ const RESUME_TIMEOUT: Duration = Duration::from_secs(10);
 const BATCH: usize = 256;
 /// Close code for a protocol violation (first frame not a `resume`).
 const CLOSE_PROTOCOL: u16 = 4000;
+/// How long a close frame we sent may wait for the host's answer.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Why a link ended (for the log).
 enum End {
@@ -140,6 +142,15 @@ impl Link {
             }
             Ok(LinkSignal::Malformed(n)) => self.send_junk(n, malformed_frame).await,
             Ok(LinkSignal::Unknown(n)) => self.send_junk(n, unknown_frame).await,
+            Ok(LinkSignal::Stray(ahead)) if !self.stalled => {
+                let frame = self.shared.stray_frame(ahead);
+                self.send(frame.into()).await
+            }
+            Ok(LinkSignal::Oversize(bytes)) if !self.stalled => {
+                self.send(oversize_frame(bytes).into()).await
+            }
+            Ok(LinkSignal::Close(code)) => self.close_and_wait(code).await,
+            Ok(LinkSignal::Stray(_) | LinkSignal::Oversize(_)) => Ok(()),
             Err(broadcast::error::RecvError::Lagged(_)) => Ok(()),
         }
     }
@@ -222,32 +233,63 @@ impl Link {
             .map_err(End::SocketError)
     }
 
-    /// Sends every event from the cursor to the session's edge.
+    /// Sends one batch of events from the cursor towards the session's edge; when more
+    /// remain, comes back through the `select!` (so pings and commands of a host that is
+    /// catching up on a long backlog are answered between batches, not after it).
     async fn flush(&mut self) -> Result<(), End> {
         let every = self.shared.faults.malformed_every.load(Ordering::Relaxed);
-        loop {
+        {
             let batch = match lock(&self.shared.session).read_from(self.cursor, BATCH) {
                 Ok(batch) => batch,
                 Err(TooOld) => return Err(End::FellBehind),
             };
-            if batch.is_empty() {
-                return self.ws.flush().await.map_err(End::SocketError);
+            if batch.len() == BATCH {
+                self.seq_rx.mark_changed();
             }
-            for frame in batch {
+            for (seq, frame) in batch {
                 self.ws
                     .feed(Message::Text(frame))
                     .await
                     .map_err(End::SocketError)?;
-                if every > 0 && self.cursor.is_multiple_of(every) {
-                    let junk = malformed_frame(self.cursor as u32);
+                if every > 0 && seq.is_multiple_of(every) {
+                    let junk = malformed_frame(seq as u32);
                     self.ws
                         .feed(Message::text(junk))
                         .await
                         .map_err(End::SocketError)?;
                 }
-                self.cursor += 1;
+                self.cursor = seq + 1;
             }
         }
+        self.ws.flush().await.map_err(End::SocketError)
+    }
+
+    /// Sends a close frame, then waits (bounded) for the host's close frame in answer.
+    async fn close_and_wait(&mut self, code: u16) -> Result<(), End> {
+        let close = axum::extract::ws::CloseFrame {
+            code,
+            reason: "closed by fault injection".into(),
+        };
+        self.ws
+            .send(Message::Close(Some(close)))
+            .await
+            .map_err(End::SocketError)?;
+        let answered = tokio::time::timeout(CLOSE_WAIT, async {
+            loop {
+                match self.ws.recv().await {
+                    Some(Ok(Message::Close(_))) => return true,
+                    Some(Ok(_)) => continue,
+                    None | Some(Err(_)) => return false,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if answered {
+            self.shared.close_replies.fetch_add(1, Ordering::Relaxed);
+        }
+        info!(code, answered, "link closed by the simulator");
+        Err(End::Dropped)
     }
 
     async fn send_junk(&mut self, n: u32, make: fn(u32) -> String) -> Result<(), End> {
@@ -273,6 +315,11 @@ fn malformed_frame(i: u32) -> String {
         _ => r#"{"v":1,"op":"event","seq":"seven","traceId":"junk","t":"X","d":{},"ts":0}"#
             .to_owned(),
     }
+}
+
+/// A well-formed frame (unknown op) of about `bytes` bytes.
+fn oversize_frame(bytes: usize) -> String {
+    format!(r#"{{"v":1,"op":"padding","pad":"{}"}}"#, "x".repeat(bytes))
 }
 
 /// A well-formed frame of an op v1 does not define.

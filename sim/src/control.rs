@@ -14,7 +14,12 @@
 //! | `POST /malformed-every?n=N` | after every N-th event, a malformed frame (0 = off) |
 //! | `POST /unknown?count=N` | send N frames with an unknown op |
 //! | `POST /replay-overlap?n=N` | re-send N already-delivered events on every resume |
-//! | `POST /restart` | start a new session (new sessionId, seq from 1), drop links |
+//! | `POST /restart?keep-session=false\|true` | start a new session (seq from 1; a new sessionId, or the same one with `keep-session=true`), drop links |
+//! | `POST /seq-jump?by=N` | the session's numbering skips N seqs |
+//! | `POST /stray?ahead=N` | send one event frame N seqs past the edge (not buffered) |
+//! | `POST /claim-resumed?on=true\|false` | answer `resumed: true` to any resume of the current session |
+//! | `POST /close?code=N` | close every live link with a close frame (waits for the host's answer) |
+//! | `POST /oversize?bytes=N` | send one N-byte frame on every live link |
 //! | `POST /emit?count=N` | emit N random events now |
 //! | `GET /state` | session, seq, links, command and attempt counts (JSON) |
 
@@ -96,12 +101,70 @@ impl Control {
     /// Simulates an upstream restart: new session id, seq from 1, links dropped.
     /// Returns the new session id.
     pub fn restart_session(&self) -> String {
-        self.shared.restart_session()
+        self.shared.restart_session(false)
+    }
+
+    /// Simulates an upstream that restarts and *keeps* its session id (its buffer is
+    /// lost, seq starts again at 1 under the same id); links dropped.
+    pub fn restart_keeping_session_id(&self) -> String {
+        self.shared.restart_session(true)
+    }
+
+    /// The session's numbering skips `by` seqs: the next event is `last + by + 1`
+    /// (also in the replay buffer, as a faulty upstream would have it).
+    pub fn jump_seq(&self, by: u64) {
+        self.shared.jump_seq(by);
+    }
+
+    /// Every live link gets one event frame `ahead` seqs past the session's edge, not
+    /// in the replay buffer (a stray, bogus seq).
+    pub fn send_stray_event(&self, ahead: u64) {
+        let _ = self.shared.signals.send(LinkSignal::Stray(ahead));
+    }
+
+    /// While on, a resume naming the current session is answered `resumed: true` from
+    /// the live edge even when it cannot be served (the faulty upstream of issue 8).
+    pub fn set_claim_resumed(&self, on: bool) {
+        self.shared
+            .faults
+            .claim_resumed
+            .store(on, Ordering::Relaxed);
+    }
+
+    /// Every live link is closed with a close frame of `code`; the simulator waits for
+    /// the host's answer (see [`Control::close_replies`]).
+    pub fn close_links(&self, code: u16) {
+        let _ = self.shared.signals.send(LinkSignal::Close(code));
+    }
+
+    /// Close frames sent by [`Control::close_links`] that the host answered.
+    pub fn close_replies(&self) -> u64 {
+        self.shared.close_replies.load(Ordering::Relaxed)
+    }
+
+    /// Every live link gets one (unknown-op) frame of about `bytes` bytes, not buffered.
+    pub fn send_oversize(&self, bytes: usize) {
+        let _ = self.shared.signals.send(LinkSignal::Oversize(bytes));
+    }
+
+    /// Emits one MESSAGE_CREATE whose content is `bytes` long (buffered, replayed like
+    /// any event); returns its seq.
+    pub fn emit_padded(&self, bytes: usize) -> u64 {
+        let d = json!({"content": "x".repeat(bytes)});
+        let trace_id = lock(&self.shared.world).hex_id();
+        self.shared.emit("MESSAGE_CREATE", &d, trace_id)
     }
 
     /// Emits `n` random events now; returns the last seq.
     pub fn emit(&self, n: usize) -> u64 {
         self.shared.emit_random(n)
+    }
+
+    /// Emits one event of type `t` whose `d` is `raw` JSON text sent byte for byte (a
+    /// pretty-printed payload, say); returns its seq, or `None` if `raw` is not JSON.
+    pub fn emit_raw(&self, t: &str, raw: &str) -> Option<u64> {
+        let trace_id = lock(&self.shared.world).hex_id();
+        self.shared.emit_raw(t, raw, trace_id)
     }
 
     /// The current session id and its last seq.
@@ -116,7 +179,7 @@ impl Control {
         let session = lock(&self.shared.session);
         session
             .read_from(from_seq.max(1), usize::MAX)
-            .map(|frames| frames.iter().map(|f| f.as_str().to_owned()).collect())
+            .map(|frames| frames.iter().map(|(_, f)| f.as_str().to_owned()).collect())
             .unwrap_or_default()
     }
 
@@ -147,6 +210,7 @@ impl Control {
             "liveLinks": self.live_links(), "linksAccepted": self.links_accepted(),
             "commandsReceived": lock(&self.shared.commands).received().len(),
             "attempts": lock(&self.shared.attempts).len(),
+            "closeReplies": self.close_replies(),
         })
     }
 }
@@ -166,6 +230,28 @@ struct CountParam {
 #[derive(Deserialize)]
 struct EveryParam {
     n: u64,
+}
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RestartParam {
+    #[serde(default)]
+    keep_session: bool,
+}
+#[derive(Deserialize)]
+struct ByParam {
+    by: u64,
+}
+#[derive(Deserialize)]
+struct AheadParam {
+    ahead: u64,
+}
+#[derive(Deserialize)]
+struct CodeParam {
+    code: u16,
+}
+#[derive(Deserialize)]
+struct BytesParam {
+    bytes: usize,
 }
 #[derive(Deserialize)]
 struct ModeParam {
@@ -237,9 +323,57 @@ pub(crate) fn router(control: Control) -> Router {
         )
         .route(
             "/restart",
-            post(|State(c): State<Control>| async move {
-                Json(json!({"sessionId": c.restart_session()}))
-            }),
+            post(
+                |State(c): State<Control>, Query(p): Query<RestartParam>| async move {
+                    let id = c.shared.restart_session(p.keep_session);
+                    Json(json!({"sessionId": id}))
+                },
+            ),
+        )
+        .route(
+            "/seq-jump",
+            post(
+                |State(c): State<Control>, Query(p): Query<ByParam>| async move {
+                    c.jump_seq(p.by);
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .route(
+            "/stray",
+            post(
+                |State(c): State<Control>, Query(p): Query<AheadParam>| async move {
+                    c.send_stray_event(p.ahead);
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .route(
+            "/claim-resumed",
+            post(
+                |State(c): State<Control>, Query(p): Query<OnParam>| async move {
+                    c.set_claim_resumed(p.on);
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .route(
+            "/close",
+            post(
+                |State(c): State<Control>, Query(p): Query<CodeParam>| async move {
+                    c.close_links(p.code);
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .route(
+            "/oversize",
+            post(
+                |State(c): State<Control>, Query(p): Query<BytesParam>| async move {
+                    c.send_oversize(p.bytes);
+                    StatusCode::NO_CONTENT
+                },
+            ),
         )
         .route(
             "/emit",

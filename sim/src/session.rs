@@ -3,6 +3,9 @@
 //! Every connection reads events *from this buffer* through its own cursor, live or
 //! replayed alike. One code path for both means a resumed link can never see an event
 //! twice or skip one, and the buffer bound is the only memory the replay costs.
+//!
+//! Seqs are stored with the frames (not derived from positions) so that the seq-jump
+//! fault can make the numbering skip ahead the way a faulty upstream would.
 
 use std::collections::VecDeque;
 
@@ -29,7 +32,7 @@ pub struct TooOld;
 pub struct Session {
     id: String,
     last_seq: u64,
-    buffer: VecDeque<Utf8Bytes>,
+    buffer: VecDeque<(u64, Utf8Bytes)>,
     capacity: usize,
 }
 
@@ -56,13 +59,21 @@ impl Session {
 
     /// The oldest seq still buffered (last_seq + 1 when empty).
     fn first_buffered(&self) -> u64 {
-        self.last_seq + 1 - self.buffer.len() as u64
+        self.buffer
+            .front()
+            .map_or(self.last_seq + 1, |(seq, _)| *seq)
+    }
+
+    /// Makes the numbering skip `by` seqs: the next event gets `last_seq + by + 1`.
+    pub fn jump(&mut self, by: u64) {
+        self.last_seq = self.last_seq.saturating_add(by);
     }
 
     /// Appends the next event, built by `frame(seq)`; evicts the oldest beyond capacity.
     pub fn push(&mut self, frame: impl FnOnce(u64) -> String) -> u64 {
         self.last_seq += 1;
-        self.buffer.push_back(frame(self.last_seq).into());
+        self.buffer
+            .push_back((self.last_seq, frame(self.last_seq).into()));
         if self.buffer.len() > self.capacity {
             self.buffer.pop_front();
         }
@@ -81,6 +92,9 @@ impl Session {
         let (resumed, next_seq) = match session_id {
             // Fresh start: live edge, nothing to replay.
             None => (false, self.last_seq + 1),
+            // Same session, but a position we never reached (the host followed an
+            // earlier incarnation of this id): not resumable.
+            Some(id) if id == self.id && last_seq > self.last_seq => (false, self.first_buffered()),
             // Same session: replay if the buffer still reaches back.
             Some(id) if id == self.id => {
                 if last_seq + 1 >= self.first_buffered() {
@@ -107,13 +121,12 @@ impl Session {
         }
     }
 
-    /// Up to `max` frames starting at `from`; empty when the cursor is at the edge.
-    pub fn read_from(&self, from: u64, max: usize) -> Result<Vec<Utf8Bytes>, TooOld> {
-        let first = self.first_buffered();
-        if from < first {
+    /// Up to `max` `(seq, frame)` pairs with seq ≥ `from`; empty at the edge.
+    pub fn read_from(&self, from: u64, max: usize) -> Result<Vec<(u64, Utf8Bytes)>, TooOld> {
+        if from < self.first_buffered() {
             return Err(TooOld);
         }
-        let skip = (from - first) as usize;
+        let skip = self.buffer.partition_point(|(seq, _)| *seq < from);
         Ok(self.buffer.iter().skip(skip).take(max).cloned().collect())
     }
 }
@@ -137,7 +150,7 @@ mod tests {
         assert!(p.resumed);
         assert_eq!(p.next_seq, 5);
         let frames = s.read_from(p.next_seq, 100).expect("in buffer");
-        assert_eq!(frames.first().map(|f| f.as_str()), Some("5"));
+        assert_eq!(frames.first().map(|(_, f)| f.as_str()), Some("5"));
         assert_eq!(frames.len(), 6);
     }
 
@@ -164,6 +177,29 @@ mod tests {
         let p = s.resume_point(Some("old"), 900, 0);
         assert!(!p.resumed);
         assert_eq!(p.next_seq, 1);
+    }
+
+    #[test]
+    fn a_resume_point_ahead_of_the_session_is_not_resumed() {
+        let s = session_with(4, 100);
+        let p = s.resume_point(Some("s1"), 900, 0);
+        assert!(!p.resumed);
+        assert_eq!(p.next_seq, 1);
+    }
+
+    #[test]
+    fn a_jump_skips_seqs_and_replay_follows_it() {
+        let mut s = session_with(3, 100);
+        s.jump(1000);
+        s.push(|seq| seq.to_string());
+        let seqs: Vec<u64> = s
+            .read_from(3, 10)
+            .expect("in buffer")
+            .iter()
+            .map(|(seq, _)| *seq)
+            .collect();
+        assert_eq!(seqs, vec![3, 1004]);
+        assert_eq!(s.read_from(4, 10).expect("in buffer").len(), 1);
     }
 
     #[test]

@@ -34,6 +34,12 @@ pub(crate) enum LinkSignal {
     Malformed(u32),
     /// Send this many well-formed frames with an unknown op.
     Unknown(u32),
+    /// Send one event frame this far ahead of the session's last seq (not buffered).
+    Stray(u64),
+    /// Send a close frame with this code and wait (bounded) for the host's answer.
+    Close(u16),
+    /// Send one (unknown-op) text frame of this many bytes.
+    Oversize(usize),
 }
 
 /// The result of one upgrade attempt on `/link`.
@@ -66,6 +72,9 @@ pub(crate) struct Faults {
     pub malformed_every: AtomicU64,
     /// Already-delivered events re-sent on a successful resume (at-least-once replay).
     pub replay_overlap: AtomicU64,
+    /// Answer `resumed: true` to any resume naming the current session id, even one it
+    /// cannot serve (a faulty upstream).
+    pub claim_resumed: AtomicBool,
 }
 
 impl Faults {
@@ -106,6 +115,8 @@ pub(crate) struct Shared {
     pub attempts: Mutex<Vec<Attempt>>,
     pub links_live: AtomicUsize,
     pub links_accepted: AtomicU64,
+    /// Close frames we sent that the host answered (close handshake completed).
+    pub close_replies: AtomicU64,
 }
 
 /// Attempts are kept for inspection up to this many.
@@ -114,7 +125,7 @@ const ATTEMPTS_CAPACITY: usize = 10_000;
 impl Shared {
     pub fn new(token: String, replay_capacity: usize, seed: u64) -> Self {
         let mut world = World::new(seed);
-        let session = Session::new(world.hex_id(), replay_capacity);
+        let session = Session::new(session_id(), replay_capacity);
         let bot = User {
             id: world.next_id(),
             username: "gateway-bot".into(),
@@ -132,6 +143,7 @@ impl Shared {
             attempts: Mutex::new(Vec::new()),
             links_live: AtomicUsize::new(0),
             links_accepted: AtomicU64::new(0),
+            close_replies: AtomicU64::new(0),
         }
     }
 
@@ -164,7 +176,24 @@ impl Shared {
     /// Where a connection that sent `resume` starts.
     pub fn resume_point(&self, session_id: Option<&str>, last_seq: u64) -> ResumePoint {
         let overlap = self.faults.replay_overlap.load(Ordering::Relaxed);
-        lock(&self.session).resume_point(session_id, last_seq, overlap)
+        let session = lock(&self.session);
+        let mut point = session.resume_point(session_id, last_seq, overlap);
+        if self.faults.claim_resumed.load(Ordering::Relaxed)
+            && session_id == Some(session.id())
+            && !point.resumed
+        {
+            // The faulty upstream of the issue: "resumed", from its live edge.
+            point.resumed = true;
+            point.next_seq = session.last_seq() + 1;
+        }
+        point
+    }
+
+    /// An event frame `ahead` seqs past the session's edge, not buffered.
+    pub fn stray_frame(&self, ahead: u64) -> String {
+        let seq = lock(&self.session).last_seq().saturating_add(ahead);
+        let trace_id = lock(&self.world).hex_id();
+        event_frame(seq, trace_id, "MESSAGE_CREATE", &serde_json::json!({}))
     }
 
     /// Emits `n` random events; returns the last seq.
@@ -189,14 +218,52 @@ impl Shared {
         seq
     }
 
-    /// Starts a new session (as an upstream restart would) and drops every link.
-    pub fn restart_session(&self) -> String {
-        let id = lock(&self.world).hex_id();
-        *lock(&self.session) = Session::new(id.clone(), self.replay_capacity);
+    /// Emits one event whose `d` is `raw` JSON text, kept byte for byte (e.g.
+    /// pretty-printed); returns its seq, or `None` if `raw` is not JSON.
+    pub fn emit_raw(&self, t: &str, raw: &str, trace_id: String) -> Option<u64> {
+        let d = RawValue::from_string(raw.to_owned()).ok()?;
+        let frame = |seq| {
+            UpstreamFrame::Event(Event {
+                seq,
+                trace_id,
+                t: t.to_owned(),
+                d,
+                ts: now_ms(),
+            })
+            .encode()
+        };
+        let seq = lock(&self.session).push(frame);
+        self.seq_tx.send_replace(seq);
+        Some(seq)
+    }
+
+    /// Starts a new session (as an upstream restart would) and drops every link. With
+    /// `keep_id`, the new session reuses the old id (an upstream that restarts and keeps
+    /// its session id, losing its buffer): seq starts again at 1 under the same id.
+    pub fn restart_session(&self, keep_id: bool) -> String {
+        let mut session = lock(&self.session);
+        let id = if keep_id {
+            session.id().to_owned()
+        } else {
+            session_id()
+        };
+        *session = Session::new(id.clone(), self.replay_capacity);
+        drop(session);
         self.seq_tx.send_replace(0);
         let _ = self.signals.send(LinkSignal::Drop);
         id
     }
+
+    /// Makes the session's numbering skip `by` seqs (the next event is `last + by + 1`).
+    pub fn jump_seq(&self, by: u64) {
+        lock(&self.session).jump(by);
+    }
+}
+
+/// A session id unique to this process start (never derived from the seed: two
+/// simulator runs with the same seed are two different sessions).
+fn session_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 /// Serialises an event frame; `ts` is the emission time.

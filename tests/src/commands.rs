@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use gateway_host::config::{Config, Secret};
+use gateway_host::http1::{Limits, serve};
 use gateway_host::policy::{SlotKind, SlotSettings};
 use gateway_host::server::{Host, public_router};
 use gateway_sim::SimHandle;
@@ -20,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::{TOKEN, fast_link_config};
 
 /// The JWT secret of test hosts.
-pub const JWT_SECRET: &str = "commands-test-secret";
+pub const JWT_SECRET: &str = "commands-test-secret-of-at-least-32-bytes";
 /// Bound on one HTTP exchange.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -63,9 +64,14 @@ impl TestHost {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let app = public_router(&host);
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        // The production listener, with its limits (header timeout, caps, stall timeout).
+        let limits = Limits::new(
+            "public",
+            &config.listener,
+            host.max_connections,
+            config.server.shutdown_timeout(),
+        );
+        let server = tokio::spawn(serve(listener, app, limits, std::future::pending::<()>()));
         Ok(TestHost { host, addr, server })
     }
 
@@ -162,6 +168,12 @@ impl Request {
             headers: Vec::new(),
             body: String::new(),
         }
+    }
+
+    /// The same request with another method (e.g. `OPTIONS` for a CORS preflight).
+    pub fn with_method(mut self, method: &'static str) -> Request {
+        self.method = method;
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Request {

@@ -1,5 +1,10 @@
 //! A minimal SSE client over a raw loopback TCP socket (HTTP/1.1, chunked decoding), so
 //! the tests see exactly the bytes the host writes: frames, comments, `retry:`.
+//!
+//! It parses like a browser's `EventSource` (the WHATWG algorithm): CR, LF and CRLF all
+//! end a line, a blank line dispatches the event, lines that are not a known field are
+//! ignored. So a frame whose `data:` is broken by a raw line break shows up exactly as a
+//! browser would see it: a truncated event (that fails to parse as JSON here).
 
 use std::time::Duration;
 
@@ -34,6 +39,8 @@ pub struct SseResponse {
     /// The final (empty) chunk arrived: the server ended the body.
     ended: bool,
     pending: Vec<SseItem>,
+    /// The event being assembled: id, event name, data lines, whether any field was seen.
+    building: (Option<String>, Option<String>, Option<String>),
 }
 
 /// `GET path` on `addr` with extra headers.
@@ -83,6 +90,7 @@ pub async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> anyhow::Re
         chunked,
         ended: false,
         pending: Vec::new(),
+        building: (None, None, None),
     })
 }
 
@@ -179,32 +187,53 @@ impl SseResponse {
     }
 
     fn parse_items(&mut self) -> anyhow::Result<()> {
-        while let Some(end) = self.body.windows(2).position(|w| w == b"\n\n") {
-            let block = String::from_utf8(self.body.drain(..end + 2).collect())?;
-            let (mut id, mut event, mut data) = (None, String::from("message"), String::new());
-            let mut is_event = false;
-            for line in block.lines() {
-                if let Some(c) = line.strip_prefix(':') {
-                    self.pending.push(SseItem::Comment(c.trim().to_string()));
-                } else if let Some(v) = line.strip_prefix("retry: ") {
-                    self.pending.push(SseItem::Retry(v.parse()?));
-                } else if let Some(v) = line.strip_prefix("id: ") {
-                    id = Some(v.to_string());
-                } else if let Some(v) = line.strip_prefix("event: ") {
-                    event = v.to_string();
-                    is_event = true;
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    data.push_str(v);
-                    is_event = true;
-                }
+        while let Some(end) = self.body.iter().position(|b| *b == b'\n' || *b == b'\r') {
+            // A CR at the very end may be the first half of a CRLF: wait for more.
+            if self.body[end] == b'\r' && end + 1 == self.body.len() && !self.ended {
+                break;
             }
-            if is_event {
+            let crlf = self.body[end] == b'\r' && self.body.get(end + 1) == Some(&b'\n');
+            let line: Vec<u8> = self.body.drain(..end).collect();
+            self.body.drain(..if crlf { 2 } else { 1 });
+            self.line(&String::from_utf8(line)?)?;
+        }
+        Ok(())
+    }
+
+    /// One line of the stream (without its terminator).
+    fn line(&mut self, line: &str) -> anyhow::Result<()> {
+        if line.is_empty() {
+            let (id, event, data) = std::mem::take(&mut self.building);
+            if event.is_some() || data.is_some() {
+                let mut data = data.unwrap_or_default();
+                if data.ends_with('\n') {
+                    data.pop();
+                }
                 self.pending.push(SseItem::Event {
                     id,
-                    event,
-                    data: serde_json::from_str(&data)?,
+                    event: event.unwrap_or_else(|| "message".into()),
+                    data: serde_json::from_str(&data)
+                        .with_context(|| format!("event data is not JSON: {data:?}"))?,
                 });
             }
+            return Ok(());
+        }
+        if let Some(c) = line.strip_prefix(':') {
+            self.pending.push(SseItem::Comment(c.trim().to_string()));
+            return Ok(());
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "retry" => self.pending.push(SseItem::Retry(value.parse()?)),
+            "id" => self.building.0 = Some(value.to_string()),
+            "event" => self.building.1 = Some(value.to_string()),
+            "data" => {
+                let data = self.building.2.get_or_insert_with(String::new);
+                data.push_str(value);
+                data.push('\n');
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ async fn thousand_queued_while_down_then_delivered_in_order() -> anyhow::Result<
     let sim = start_sim().await?;
     let config = test_config(|c| {
         c.commands.queue_capacity = N;
+        c.commands.max_per_user = N; // one user fills the whole queue here, on purpose
         c.commands.ack_wait_ms = 0; // answer 202 at once: the link is down anyway
         limiter_config(c, &[("burst", "100000")]);
     })?;

@@ -161,7 +161,10 @@ fn assert_error_shape(status: u16, body: &str) -> Result<(), TestCaseError> {
 #[test]
 fn hostile_http_inputs_get_clean_answers() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let host = rt.block_on(start_host(|_| {})).expect("host");
+    // Every case must reach the body checks: no invalid-command budget to run out of.
+    let host = rt
+        .block_on(start_host(|c| c.commands.invalid_burst = u32::MAX))
+        .expect("host");
     let addr: std::net::SocketAddr = host.addr.parse().expect("addr");
     let bearer = host.bearer(&["*"]);
     let token = host.token("100000000000000001", &["*"]);

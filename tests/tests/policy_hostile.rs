@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use gateway_host::policy::defaults::default_component;
 use gateway_host::policy::{
-    CallFailure, FailurePolicy, LimitOutcome, LoadError, Policies, PolicySettings, RouteDecision,
-    RuntimeLimits, SlotKind, SlotSettings,
+    BreakerState, CallFailure, FailurePolicy, LimitOutcome, LoadError, Policies, PolicySettings,
+    RouteDecision, RuntimeLimits, SlotKind, SlotSettings,
 };
 use gateway_tests::policy::{HOSTILE_LIMITER, HOSTILE_ROUTER, event, rate_request, relaxed_limits};
 
@@ -222,4 +222,157 @@ fn a_failing_router_delivers_on_default_topics_or_drops() {
     let closed = route_with(FailurePolicy::FailClosed, "spin");
     assert_eq!(closed.fallback, Some(CallFailure::Deadline));
     assert_eq!(closed.value, RouteDecision::Drop);
+}
+
+fn hostile_router(settings: PolicySettings, mode: &str) -> Policies {
+    let p = Policies::with_defaults(settings).expect("defaults load");
+    let slot = p.slot(SlotKind::EventRouter);
+    let hostile = slot
+        .prepare_with_config(HOSTILE_ROUTER, "test", vec![("mode".into(), mode.into())])
+        .expect("hostile router loads");
+    slot.install(hostile);
+    p
+}
+
+#[test]
+fn answers_over_a_bound_are_failures() {
+    for mode in ["topics", "long-topic", "big-payload"] {
+        let settings = PolicySettings {
+            limits: relaxed_limits(),
+            ..Default::default()
+        };
+        let p = hostile_router(settings, mode);
+        let v = within(Duration::from_secs(20), move || {
+            p.route(&event("MESSAGE_CREATE", Some("1"), Some("2")))
+        });
+        assert_eq!(v.fallback, Some(CallFailure::OutputBound), "mode {mode}");
+        assert_eq!(
+            v.value,
+            RouteDecision::Deliver {
+                topics: vec!["guild:1".into(), "channel:2".into()],
+                payload: None
+            },
+            "the failure policy answers instead (mode {mode})"
+        );
+    }
+}
+
+#[test]
+fn the_breaker_stops_calling_a_failing_version() {
+    let mut settings = PolicySettings {
+        limits: relaxed_limits(),
+        ..Default::default()
+    };
+    settings.breaker.failures = 3;
+    settings.breaker.cooldown_ms = 60_000;
+    let p = hostile_router(settings, "trap");
+    let ev = event("MESSAGE_CREATE", Some("1"), None);
+    for _ in 0..3 {
+        assert_eq!(p.route(&ev).fallback, Some(CallFailure::Trap));
+    }
+    for _ in 0..10 {
+        let v = p.route(&ev);
+        assert_eq!(v.fallback, Some(CallFailure::BreakerOpen));
+        assert_eq!(
+            v.value,
+            RouteDecision::Deliver {
+                topics: vec!["guild:1".into()],
+                payload: None
+            }
+        );
+    }
+    let info = p.slot(SlotKind::EventRouter).info();
+    assert_eq!(info.current.failures, 3, "no call while open");
+    assert_eq!(info.breaker.state, BreakerState::Open);
+    assert_eq!(info.breaker.trips, 1);
+    // Without auto-rollback the failing version stays live.
+    assert_eq!(info.current.source, "test");
+    // A swap resets it.
+    p.slot(SlotKind::EventRouter).rollback().expect("previous");
+    assert_eq!(p.route(&ev).fallback, None);
+    assert_eq!(
+        p.slot(SlotKind::EventRouter).info().breaker.state,
+        BreakerState::Closed
+    );
+}
+
+#[test]
+fn the_breaker_can_roll_back_automatically() {
+    let mut settings = PolicySettings {
+        limits: relaxed_limits(),
+        ..Default::default()
+    };
+    settings.breaker.failures = 2;
+    settings.breaker.auto_rollback = true;
+    let p = hostile_router(settings, "trap");
+    let ev = event("MESSAGE_CREATE", Some("1"), None);
+    let default_sha = p
+        .slot(SlotKind::EventRouter)
+        .info()
+        .previous
+        .expect("default kept")
+        .sha256;
+    for _ in 0..2 {
+        assert_eq!(p.route(&ev).fallback, Some(CallFailure::Trap));
+    }
+    let info = p.slot(SlotKind::EventRouter).info();
+    assert_eq!(
+        info.current.sha256, default_sha,
+        "rolled back to the default"
+    );
+    assert_eq!(info.breaker.state, BreakerState::Closed);
+    assert_eq!(info.breaker.trips, 1);
+    assert_eq!(p.route(&ev).fallback, None, "the default answers again");
+}
+
+/// A call that outlives its deadline (here: a fresh instance whose `init` takes seconds,
+/// paid on the call path after a failed call) is abandoned by its async caller, which gets
+/// the failure policy's answer at once; the call thread is replaced.
+#[test]
+fn an_async_caller_does_not_wait_for_a_slow_call() {
+    let mut settings = PolicySettings {
+        limits: RuntimeLimits {
+            call_timeout_ms: 50,
+            init_timeout_ms: 120_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    settings.breaker.failures = 0;
+    let p = Policies::with_defaults(settings).expect("defaults load");
+    let slot = p.slot(SlotKind::EventRouter);
+    let config = vec![
+        ("mode".to_string(), "trap".to_string()),
+        ("init-spin".to_string(), "1500000000".to_string()),
+    ];
+    let slow = slot
+        .prepare_with_config(HOSTILE_ROUTER, "test", config)
+        .expect("the slow router loads within its generous init deadline");
+    slot.install(slow);
+    let p = std::sync::Arc::new(p);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let events = std::sync::Arc::new(vec![event("MESSAGE_CREATE", Some("1"), None)]);
+    // The warm instance traps at once and is discarded…
+    let first = rt.block_on(p.route_events(events.clone(), 0));
+    assert_eq!(first[0].fallback, Some(CallFailure::Trap));
+    // …so the next call must instantiate again, which takes seconds.
+    let started = std::time::Instant::now();
+    let second = rt.block_on(p.route_events(events, 0));
+    let waited = started.elapsed();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].fallback, Some(CallFailure::Abandoned));
+    assert_eq!(
+        second[0].value,
+        RouteDecision::Deliver {
+            topics: vec!["guild:1".into()],
+            payload: None
+        }
+    );
+    // The caller's deadline is 2 × 50 ms + 20 ms; allow for a loaded machine.
+    assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    // The thread still instantiating was abandoned and replaced.
+    assert_eq!(p.abandoned_threads(), 1);
 }

@@ -20,7 +20,7 @@ fn watched_directory_hot_loads_and_refuses() {
     .expect("write");
     std::fs::write(dir.path().join("notes.txt"), b"ignored").expect("write");
     let policies = Arc::new(Policies::with_defaults(relaxed_settings()).expect("defaults load"));
-    let _watcher = watch_components_dir(dir.path(), policies.clone()).expect("watch");
+    let _watcher = watch_components_dir(dir.path(), policies.clone(), 64 << 20).expect("watch");
     let info = |kind| policies.slot(kind).info();
 
     // Written elsewhere and renamed in (the safe way to publish a file): goes live.
@@ -82,4 +82,43 @@ fn watched_directory_hot_loads_and_refuses() {
         policies.check_rate(&rate_request("1", "2")).value,
         LimitOutcome::Allow { remaining: 9 }
     );
+}
+
+/// After start, a symlink to `/dev/zero`, a FIFO and an oversize file appear under slot
+/// names: each is refused without being read (no memory blow-up, no blocked watcher), and
+/// a valid file written afterwards still goes live.
+#[cfg(unix)]
+#[test]
+fn hostile_files_after_start_are_refused_and_the_watcher_keeps_going() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = Arc::new(Policies::with_defaults(relaxed_settings()).expect("defaults load"));
+    let _watcher = watch_components_dir(dir.path(), policies.clone(), 1 << 20).expect("watch");
+    let info = |kind| policies.slot(kind).info();
+
+    // The FIFO sorts first, so a watcher blocked on it would never reach the valid file.
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("voice-filter.wasm")).expect("symlink");
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(dir.path().join("command-validator.wasm"))
+        .status()
+        .expect("mkfifo");
+    assert!(fifo.success());
+    std::fs::write(
+        dir.path().join("event-router.wasm"),
+        vec![0u8; (1 << 20) + 1],
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("rate-limiter.wasm"), HOSTILE_LIMITER).expect("write");
+    assert!(
+        wait_until(Duration::from_secs(20), || info(SlotKind::RateLimiter)
+            .swaps
+            == 1),
+        "the valid file still goes live"
+    );
+    for kind in [
+        SlotKind::CommandValidator,
+        SlotKind::VoiceFilter,
+        SlotKind::EventRouter,
+    ] {
+        assert_eq!(info(kind).swaps, 0, "{kind} kept its version");
+    }
 }

@@ -325,7 +325,8 @@ async fn connection_cap_and_cors() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_swap_keeps_every_subscriber_and_event() -> anyhow::Result<()> {
-    let h = start_host(|_| {}).await?;
+    // Breaker off: every one of the 20 events below is a real (failed) call.
+    let h = start_host(|c| c.policy.breaker.failures = 0).await?;
     let mut r = open(&h, "", &["*"], &[]).await;
     h.sim.control().emit(20);
     read_events(&mut r, 20).await;

@@ -13,6 +13,10 @@
 //! * A retryable ack error backs off (doubling, capped, jittered) and sends again.
 //! * A command that is not finished `expiry` after acceptance ends `expired`; a late ack
 //!   for it is logged and ignored. Every command leaves through [`Dispatcher::finish`].
+//! * Shutdown ([`Drain`]): the queue takes nothing new; the loop goes on delivering what it
+//!   holds until nothing is left or the drain deadline passes, then ends every command
+//!   still waiting or in flight `shutdown` (logged, answered to a caller still waiting,
+//!   recorded in the outcome store), and stops.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use gateway_protocol::Ack;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::outcomes::{Finished, Outcome, OutcomeStore};
@@ -49,6 +54,13 @@ struct Flight {
     backoff: Backoff,
 }
 
+/// The dispatcher's side of a shutdown: the drain deadline once shutdown began, and the
+/// signal that the loop has stopped.
+pub(crate) struct Drain {
+    pub deadline: watch::Receiver<Option<Instant>>,
+    pub stopped: watch::Sender<bool>,
+}
+
 /// The task's state.
 pub(crate) struct Dispatcher {
     queue: Arc<CommandQueue>,
@@ -56,6 +68,7 @@ pub(crate) struct Dispatcher {
     link: LinkHandle,
     settings: CommandSettings,
     flights: Vec<Flight>,
+    drain: Drain,
 }
 
 impl Dispatcher {
@@ -64,6 +77,7 @@ impl Dispatcher {
         outcomes: Arc<OutcomeStore>,
         link: LinkHandle,
         settings: CommandSettings,
+        drain: Drain,
     ) -> Dispatcher {
         Dispatcher {
             queue,
@@ -71,18 +85,31 @@ impl Dispatcher {
             link,
             settings,
             flights: Vec::new(),
+            drain,
         }
     }
 
-    /// Runs until the link's ack channel closes.
+    /// Runs until the link's ack channel closes or a drain has finished.
     pub async fn run(mut self) {
+        self.serve().await;
+        self.drain.stopped.send_replace(true);
+    }
+
+    async fn serve(&mut self) {
         let mut acks = self.link.acks();
         let mut state = self.link.watch_state();
+        let mut deadline = self.drain.deadline.clone();
         let queue = self.queue.clone();
         loop {
             self.step(Instant::now());
+            if self.drained(Instant::now()) {
+                return;
+            }
             let wake_at = self.next_wake(Instant::now());
             tokio::select! {
+                changed = deadline.changed() => if changed.is_err() {
+                    return; // the pipeline is gone
+                },
                 ack = acks.recv() => match ack {
                     Ok(ack) => {
                         self.on_ack(&ack);
@@ -190,6 +217,35 @@ impl Dispatcher {
         }
     }
 
+    /// While draining: true once nothing is left, or (past the deadline) after ending
+    /// what is left `shutdown`.
+    fn drained(&mut self, now: Instant) -> bool {
+        let Some(deadline) = *self.drain.deadline.borrow() else {
+            return false;
+        };
+        if self.flights.is_empty() && self.queue.waiting() == 0 {
+            info!("command queue drained: every command reached its outcome");
+            return true;
+        }
+        if now < deadline {
+            return false;
+        }
+        let left: Vec<Envelope> = self
+            .queue
+            .take_all()
+            .into_iter()
+            .chain(self.flights.drain(..).map(|f| f.envelope))
+            .collect();
+        warn!(
+            commands = left.len(),
+            "shutdown deadline reached: commands not delivered end \"shutdown\""
+        );
+        for envelope in left {
+            self.finish(envelope, Outcome::Shutdown);
+        }
+        true
+    }
+
     /// Ends every command, waiting or in flight, older than the expiry.
     fn expire(&mut self, now: Instant) {
         let expiry = self.settings.expiry();
@@ -218,8 +274,9 @@ impl Dispatcher {
             };
             [Some(f.envelope.expires_at(expiry)), timer]
         });
+        let drain_deadline = *self.drain.deadline.borrow();
         flights
-            .chain([self.queue.next_expiry(expiry)])
+            .chain([self.queue.next_expiry(expiry), drain_deadline])
             .flatten()
             .min()
             .unwrap_or(now + IDLE)
@@ -237,7 +294,7 @@ impl Dispatcher {
         let kind = envelope.kind();
         metrics::counter!("gateway_commands_total", "kind" => kind.as_str(), "outcome" => outcome.as_str())
             .increment(1);
-        if !matches!(outcome, Outcome::Expired) {
+        if !matches!(outcome, Outcome::Expired | Outcome::Shutdown) {
             metrics::histogram!("gateway_command_dispatch_seconds").record(latency.as_secs_f64());
         }
         let span = envelope.span.clone();
@@ -250,6 +307,9 @@ impl Dispatcher {
             }
             Outcome::Expired => {
                 warn!(parent: &span, attempts = envelope.attempts, enqueued_at_ms = envelope.enqueued_at_ms, "command expired before an ack");
+            }
+            Outcome::Shutdown => {
+                warn!(parent: &span, attempts = envelope.attempts, enqueued_at_ms = envelope.enqueued_at_ms, "command not delivered before shutdown");
             }
         }
         let finished = Finished {
@@ -264,7 +324,7 @@ impl Dispatcher {
             let _ = waiter.send(finished.clone());
         }
         self.outcomes.finish(finished);
-        self.queue.finished();
+        self.queue.finished(&envelope.owner);
     }
 }
 

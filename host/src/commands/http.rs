@@ -7,6 +7,7 @@
 //! the traceId, so each log record about the command can be found by it.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -21,6 +22,7 @@ use tracing::Instrument;
 
 use super::body::{self, BodyError};
 use super::outcomes::{Finished, Outcome, latency_ms, pending_json};
+use super::queue::QueueFull;
 use super::{Accepted, CommandPipeline};
 use crate::api_error::{ApiError, new_trace_id};
 use crate::auth::{Authenticator, Claims};
@@ -98,13 +100,69 @@ async fn run(
     trace_id: &str,
 ) -> Result<Response, ApiError> {
     let claims = authorize(&ctx.auth, headers, kind)?;
-    let command = read_body(kind, headers, body)?;
-    let command = validate(&ctx.policies, &claims.sub, command).await?;
+    let budget = ctx.pipeline.invalid_budget();
+    budget
+        .check(&claims.sub, Instant::now())
+        .map_err(too_many_invalid)?;
+    let checked = async {
+        let command = read_body(kind, headers, body)?;
+        validate(&ctx.policies, &claims.sub, command).await
+    }
+    .await;
+    let command = checked.inspect_err(|e| {
+        if is_invalid(e) {
+            budget.charge(&claims.sub, Instant::now());
+        }
+    })?;
     rate_limit(&ctx.policies, &claims.sub, kind, &command).await?;
     let accepted = ctx
         .pipeline
         .submit(&claims.sub, trace_id, body::to_wire(command))
-        .map_err(|_| {
+        .map_err(refused)?;
+    tracing::debug!(request_id = %accepted.request_id, "command queued");
+    Ok(await_outcome(ctx, kind, accepted, trace_id).await)
+}
+
+/// The caller's own fault, which spends its invalid-command budget.
+fn is_invalid(error: &ApiError) -> bool {
+    matches!(
+        error.status,
+        StatusCode::BAD_REQUEST
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNSUPPORTED_MEDIA_TYPE
+    )
+}
+
+fn too_many_invalid(wait: Duration) -> ApiError {
+    let wait_ms = (wait.as_millis() as u64).max(1);
+    tracing::info!(
+        retry_after_ms = wait_ms,
+        "too many invalid commands; refusing unread"
+    );
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_invalid",
+        "too many invalid commands from this user; fix them and retry later",
+    )
+    .with("retryAfterMs", wait_ms)
+    .retry_after(wait_ms.div_ceil(1000).max(1))
+}
+
+/// The queue's refusal as an answer: the user's share (429), the whole queue or a
+/// shutdown (503).
+fn refused(why: QueueFull) -> ApiError {
+    match why {
+        QueueFull::OwnerLimit { limit } => {
+            tracing::info!(limit, "user's share of the command queue is full; refusing");
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_pending",
+                format!("this user already has {limit} commands pending; wait for them to finish"),
+            )
+            .with("limit", limit)
+            .retry_after(BUSY_RETRY_SECS)
+        }
+        QueueFull::Full => {
             tracing::warn!("command queue full; refusing");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -112,9 +170,14 @@ async fn run(
                 "the command queue is full; retry later",
             )
             .retry_after(BUSY_RETRY_SECS)
-        })?;
-    tracing::debug!(request_id = %accepted.request_id, "command queued");
-    Ok(await_outcome(ctx, kind, accepted, trace_id).await)
+        }
+        QueueFull::ShuttingDown => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the host is shutting down; retry on another instance or later",
+        )
+        .retry_after(BUSY_RETRY_SECS),
+    }
 }
 
 fn authorize(
@@ -190,11 +253,7 @@ async fn validate(
     user: &str,
     command: Command,
 ) -> Result<Command, ApiError> {
-    let user = user.to_string();
-    let verdict = policies
-        .run(move |p| p.validate(&user, &command))
-        .await
-        .map_err(|_| unavailable("command validator"))?;
+    let verdict = policies.validate_async(user.to_string(), command).await;
     if let Some(failure) = &verdict.fallback {
         tracing::warn!(?failure, "command validator failed; failure policy applied");
     }
@@ -220,10 +279,7 @@ async fn rate_limit(
         channel_id: body::channel_of(command).to_string(),
         kind: body::policy_kind(kind),
     };
-    let verdict = policies
-        .run(move |p| p.check_rate(&request))
-        .await
-        .map_err(|_| unavailable("rate limiter"))?;
+    let verdict = policies.check_rate_async(request).await;
     if let Some(failure) = &verdict.fallback {
         tracing::warn!(?failure, "rate limiter failed; failure policy applied");
     }
@@ -279,6 +335,11 @@ fn outcome_response(finished: Finished) -> Response {
             StatusCode::GATEWAY_TIMEOUT,
             "expired",
             "the command could not be delivered in time".to_string(),
+        ),
+        Outcome::Shutdown => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutdown",
+            "the host shut down before the command was delivered".to_string(),
         ),
     };
     let mut error = ApiError::new(status, code, message)

@@ -2,15 +2,17 @@
 //! add-reaction,typing-start}` and `GET /api/commands/{requestId}`.
 //!
 //! Each step of the pipeline has its own answer, so a client can tell what to fix:
-//! auth (401/403) → body (413/415/400) → validator slot (400 with field errors) → limiter
-//! slot (429) → [`CommandQueue`] (503 when full) → the [`dispatcher`] writes it to the
+//! auth (401/403) → the user's invalid-command budget (429) → body (413/415/400) →
+//! validator slot (400 with field errors) → limiter slot (429) → [`CommandQueue`] (429
+//! over the user's share, 503 when full) → the [`dispatcher`] writes it to the
 //! link and waits for the ack → 200 with the outcome, or 202 with the requestId when the
 //! ack takes longer than `ack-wait-ms`. Every accepted command reaches exactly one
 //! terminal outcome, readable afterwards from the [`OutcomeStore`]. See `docs/commands.md`.
 //!
 //! * [`settings`]: the knobs (`[commands]` in the config file).
 //! * [`body`]: JSON bodies and their field checks.
-//! * [`queue`]: the bounded FIFO and the command envelope.
+//! * [`queue`]: the bounded FIFO (with a per-user share) and the command envelope.
+//! * [`invalid_budget`]: per-user budget of invalid commands, checked before any component.
 //! * [`dispatcher`]: the task between the queue and the link.
 //! * [`outcomes`]: terminal outcomes and their bounded store.
 //! * [`http`]: the handlers.
@@ -18,17 +20,21 @@
 pub mod body;
 pub mod dispatcher;
 pub mod http;
+pub mod invalid_budget;
 pub mod outcomes;
 pub mod queue;
 pub mod settings;
 
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
 use gateway_protocol::CommandBody;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use http::router;
+pub use invalid_budget::InvalidBudget;
 pub use outcomes::{Finished, Outcome, OutcomeStore};
 pub use queue::{CommandQueue, Envelope, QueueFull};
 pub use settings::CommandSettings;
@@ -58,6 +64,11 @@ pub struct CommandPipeline {
     queue: Arc<CommandQueue>,
     outcomes: Arc<OutcomeStore>,
     settings: Arc<CommandSettings>,
+    invalid: Arc<InvalidBudget>,
+    /// The drain deadline, set once shutdown begins.
+    drain: Arc<watch::Sender<Option<Instant>>>,
+    /// Becomes true when the dispatcher has stopped.
+    stopped: watch::Receiver<bool>,
     _task: Arc<TaskGuard>,
 }
 
@@ -72,23 +83,45 @@ impl std::fmt::Debug for CommandPipeline {
 impl CommandPipeline {
     /// Starts the dispatcher on `link`. Needs a tokio runtime.
     pub fn start(settings: CommandSettings, link: LinkHandle) -> CommandPipeline {
-        let queue = Arc::new(CommandQueue::new(settings.queue_capacity));
+        let queue = Arc::new(CommandQueue::new(
+            settings.queue_capacity,
+            settings.max_per_user,
+        ));
+        let invalid = Arc::new(InvalidBudget::new(
+            settings.invalid_burst,
+            settings.invalid_refill(),
+            settings.max_tracked_users,
+        ));
         let outcomes = Arc::new(OutcomeStore::new(
             settings.outcome_ttl(),
             settings.max_outcomes,
         ));
-        let dispatcher =
-            dispatcher::Dispatcher::new(queue.clone(), outcomes.clone(), link, settings.clone());
+        let (drain, deadline) = watch::channel(None);
+        let (stopped_tx, stopped) = watch::channel(false);
+        let dispatcher = dispatcher::Dispatcher::new(
+            queue.clone(),
+            outcomes.clone(),
+            link,
+            settings.clone(),
+            dispatcher::Drain {
+                deadline,
+                stopped: stopped_tx,
+            },
+        );
         let task = tokio::spawn(dispatcher.run());
         CommandPipeline {
             queue,
             outcomes,
             settings: Arc::new(settings),
+            invalid,
+            drain: Arc::new(drain),
+            stopped,
             _task: Arc::new(TaskGuard(task)),
         }
     }
 
-    /// Accepts a validated, rate-checked command from `owner`, or refuses it when full.
+    /// Accepts a validated, rate-checked command from `owner`, or refuses it when full
+    /// (as a whole, or `owner`'s share), or shutting down.
     pub fn submit(
         &self,
         owner: &str,
@@ -125,6 +158,40 @@ impl CommandPipeline {
     /// Commands accepted and not finished.
     pub fn outstanding(&self) -> usize {
         self.queue.outstanding()
+    }
+
+    /// Commands of `owner` accepted and not finished.
+    pub fn outstanding_for(&self, owner: &str) -> usize {
+        self.queue.outstanding_for(owner)
+    }
+
+    /// The per-user budget of invalid commands.
+    pub fn invalid_budget(&self) -> &InvalidBudget {
+        &self.invalid
+    }
+
+    /// Shutdown: accept nothing new, keep delivering for up to `within`, then end every
+    /// command still waiting or in flight with the outcome `shutdown`. Resolves when every
+    /// command has its outcome (at the latest shortly after `within`).
+    pub async fn drain(&self, within: Duration) {
+        let outstanding = self.queue.outstanding();
+        tracing::info!(
+            outstanding,
+            within_ms = within.as_millis() as u64,
+            "draining the command queue"
+        );
+        self.queue.close();
+        self.drain.send_replace(Some(Instant::now() + within));
+        let mut stopped = self.stopped.clone();
+        // The dispatcher ends everything at the deadline; the margin only guards against
+        // a dispatcher that is no longer running.
+        let bound = within + Duration::from_secs(1);
+        if tokio::time::timeout(bound, stopped.wait_for(|s| *s))
+            .await
+            .is_err()
+        {
+            tracing::error!("the command dispatcher did not stop after the drain deadline");
+        }
     }
 
     /// The settings in force.

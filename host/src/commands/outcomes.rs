@@ -3,7 +3,7 @@
 //! Why a store: `POST` waits for the ack only so long; past that the caller holds a
 //! requestId and must still learn how the command ended. Every accepted command is
 //! recorded here as `pending` when queued and gets exactly one terminal outcome
-//! (`delivered`, `rejected`, `expired`). Memory stays bounded: pending entries are bounded
+//! (`delivered`, `rejected`, `expired`, or `shutdown` when the host stopped first). Memory stays bounded: pending entries are bounded
 //! by the queue capacity, finished ones by a count and a time to live.
 
 use std::collections::{HashMap, VecDeque};
@@ -22,6 +22,9 @@ pub enum Outcome {
     Rejected { code: String, message: String },
     /// Not finished within the expiry. With `attempts > 0` the upstream may have acted.
     Expired,
+    /// Not finished when the host shut down (within its shutdown deadline). With
+    /// `attempts > 0` the upstream may have acted.
+    Shutdown,
 }
 
 impl Outcome {
@@ -31,6 +34,7 @@ impl Outcome {
             Outcome::Delivered { .. } => "delivered",
             Outcome::Rejected { .. } => "rejected",
             Outcome::Expired => "expired",
+            Outcome::Shutdown => "shutdown",
         }
     }
 }

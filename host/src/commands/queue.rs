@@ -5,8 +5,14 @@
 //! `queue-capacity` commands, whatever the link does. A full pipeline answers 503 at the
 //! door instead of growing. Handlers push synchronously under a short lock; the
 //! dispatcher is woken through a [`Notify`] (which keeps a permit, so no wake-up is lost).
+//!
+//! Fairness: the same count is also kept per owner (the token's `sub`), capped at
+//! `max-per-user`, so one user cannot fill the shared capacity (e.g. rotating channel ids
+//! to get a fresh rate-limit bucket each time while the link is down) and starve the rest.
+//! The per-owner map only holds owners with commands outstanding, so it is bounded by the
+//! queue capacity.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gateway_protocol::{Command, CommandBody, CommandKind};
@@ -97,15 +103,28 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The pipeline is at capacity.
+/// Why a command was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the command queue is full")]
-pub struct QueueFull;
+pub enum QueueFull {
+    /// The pipeline as a whole is at capacity.
+    #[error("the command queue is full")]
+    Full,
+    /// This owner already has `limit` commands accepted and not finished.
+    #[error("too many commands pending for this user (limit {limit})")]
+    OwnerLimit { limit: usize },
+    /// The host is shutting down and accepts no new commands.
+    #[error("the host is shutting down")]
+    ShuttingDown,
+}
 
 struct Inner {
     waiting: VecDeque<Envelope>,
     /// Accepted and not finished: waiting + in flight.
     outstanding: usize,
+    /// The same, per owner (only owners with at least one).
+    per_owner: HashMap<String, usize>,
+    /// Set once shutdown began: nothing new is accepted.
+    closed: bool,
 }
 
 /// The FIFO of accepted commands not yet handed to the dispatcher.
@@ -113,28 +132,44 @@ pub struct CommandQueue {
     inner: Mutex<Inner>,
     wake: Notify,
     capacity: usize,
+    per_owner_limit: usize,
 }
 
 impl CommandQueue {
-    pub fn new(capacity: usize) -> CommandQueue {
+    /// A queue holding at most `capacity` commands, at most `per_owner_limit` per owner.
+    pub fn new(capacity: usize, per_owner_limit: usize) -> CommandQueue {
         CommandQueue {
             inner: Mutex::new(Inner {
                 waiting: VecDeque::new(),
                 outstanding: 0,
+                per_owner: HashMap::new(),
+                closed: false,
             }),
             wake: Notify::new(),
             capacity,
+            per_owner_limit,
         }
     }
 
-    /// Accepts `envelope` unless the pipeline already holds `capacity` commands.
+    /// Accepts `envelope` unless the queue is closed, or the pipeline already holds
+    /// `capacity` commands, or its owner `per_owner_limit` (checked in that order).
     pub fn push(&self, envelope: Envelope) -> Result<(), QueueFull> {
         let depth = {
             let mut inner = self.inner.lock();
+            if inner.closed {
+                return Err(QueueFull::ShuttingDown);
+            }
             if inner.outstanding >= self.capacity {
-                return Err(QueueFull);
+                return Err(QueueFull::Full);
+            }
+            let mine = inner.per_owner.get(&envelope.owner).copied().unwrap_or(0);
+            if mine >= self.per_owner_limit {
+                return Err(QueueFull::OwnerLimit {
+                    limit: self.per_owner_limit,
+                });
             }
             inner.outstanding += 1;
+            *inner.per_owner.entry(envelope.owner.clone()).or_insert(0) += 1;
             inner.waiting.push_back(envelope);
             inner.outstanding
         };
@@ -153,11 +188,33 @@ impl CommandQueue {
         self.inner.lock().waiting.len()
     }
 
-    /// One command has reached its outcome.
-    pub(crate) fn finished(&self) {
+    /// Commands of `owner` accepted and not finished.
+    pub fn outstanding_for(&self, owner: &str) -> usize {
+        self.inner.lock().per_owner.get(owner).copied().unwrap_or(0)
+    }
+
+    /// Refuses every later push (shutdown).
+    pub(crate) fn close(&self) {
+        self.inner.lock().closed = true;
+        self.wake.notify_one();
+    }
+
+    /// Removes every waiting command (shutdown: they will not be sent).
+    pub(crate) fn take_all(&self) -> Vec<Envelope> {
+        self.inner.lock().waiting.drain(..).collect()
+    }
+
+    /// One command of `owner` has reached its outcome.
+    pub(crate) fn finished(&self, owner: &str) {
         let depth = {
             let mut inner = self.inner.lock();
             inner.outstanding = inner.outstanding.saturating_sub(1);
+            if let Some(n) = inner.per_owner.get_mut(owner) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    inner.per_owner.remove(owner);
+                }
+            }
             inner.outstanding
         };
         metrics::gauge!("gateway_command_queue_depth").set(depth as f64);
@@ -225,10 +282,14 @@ mod tests {
     use gateway_protocol::TypingStart;
 
     fn env(id: &str, channel: &str) -> Envelope {
+        owned(id, channel, "u")
+    }
+
+    fn owned(id: &str, channel: &str, owner: &str) -> Envelope {
         Envelope::new(
             id.into(),
             "t".into(),
-            "u".into(),
+            owner.into(),
             CommandBody::TypingStart(TypingStart {
                 channel_id: channel.into(),
             }),
@@ -237,24 +298,56 @@ mod tests {
 
     #[test]
     fn capacity_counts_outstanding_commands() {
-        let q = CommandQueue::new(2);
+        let q = CommandQueue::new(2, 10);
         q.push(env("a", "1")).unwrap();
         q.push(env("b", "2")).unwrap();
-        assert_eq!(q.push(env("c", "3")), Err(QueueFull));
+        assert_eq!(q.push(env("c", "3")), Err(QueueFull::Full));
         let mut busy = HashSet::new();
         assert_eq!(q.take_ready(10, &mut busy).len(), 2);
         assert_eq!(
             q.push(env("c", "3")),
-            Err(QueueFull),
+            Err(QueueFull::Full),
             "in flight still counts"
         );
-        q.finished();
+        q.finished("u");
         assert!(q.push(env("c", "3")).is_ok());
     }
 
     #[test]
+    fn one_owner_cannot_take_the_whole_capacity() {
+        let q = CommandQueue::new(10, 3);
+        for i in 0..3 {
+            q.push(owned(&format!("a{i}"), &i.to_string(), "alice"))
+                .unwrap();
+        }
+        assert_eq!(
+            q.push(owned("a3", "9", "alice")),
+            Err(QueueFull::OwnerLimit { limit: 3 })
+        );
+        assert!(q.push(owned("b0", "1", "bob")).is_ok(), "others unaffected");
+        assert_eq!(
+            (q.outstanding_for("alice"), q.outstanding_for("bob")),
+            (3, 1)
+        );
+        q.finished("alice");
+        assert!(q.push(owned("a3", "9", "alice")).is_ok());
+        q.finished("bob");
+        assert_eq!(q.outstanding_for("bob"), 0);
+        q.close();
+        assert_eq!(
+            q.push(owned("c", "1", "carol")),
+            Err(QueueFull::ShuttingDown)
+        );
+        assert_eq!(
+            q.take_all().len(),
+            5,
+            "finished() is for commands taken out"
+        );
+    }
+
+    #[test]
     fn one_command_per_channel_in_fifo_order() {
-        let q = CommandQueue::new(10);
+        let q = CommandQueue::new(10, 10);
         for (id, ch) in [("a", "1"), ("b", "1"), ("c", "2"), ("d", "3")] {
             q.push(env(id, ch)).unwrap();
         }

@@ -32,6 +32,14 @@ pub struct CommandSettings {
     pub outcome_ttl_ms: u64,
     /// Finished outcomes kept at most (oldest evicted first).
     pub max_outcomes: usize,
+    /// Commands one user (token `sub`) may have accepted and not finished; beyond: 429.
+    pub max_per_user: usize,
+    /// Invalid commands (400/413/415) a user may send in a burst; then 429 until refilled.
+    pub invalid_burst: u32,
+    /// One more invalid command is allowed per this many ms.
+    pub invalid_refill_ms: u64,
+    /// Users whose invalid-command budget is tracked at most (memory bound).
+    pub max_tracked_users: usize,
 }
 
 impl Default for CommandSettings {
@@ -47,6 +55,10 @@ impl Default for CommandSettings {
             max_body_bytes: 16 * 1024,
             outcome_ttl_ms: 600_000,
             max_outcomes: 100_000,
+            max_per_user: 100,
+            invalid_burst: 20,
+            invalid_refill_ms: 1_000,
+            max_tracked_users: 100_000,
         }
     }
 }
@@ -62,6 +74,10 @@ impl CommandSettings {
             ("expiry-ms", self.expiry_ms),
             ("max-body-bytes", self.max_body_bytes as u64),
             ("max-outcomes", self.max_outcomes as u64),
+            ("max-per-user", self.max_per_user as u64),
+            ("invalid-burst", u64::from(self.invalid_burst)),
+            ("invalid-refill-ms", self.invalid_refill_ms),
+            ("max-tracked-users", self.max_tracked_users as u64),
         ];
         match positive.iter().find(|(_, v)| *v == 0) {
             Some((name, _)) => Err(format!("[commands] {name} must be greater than 0")),
@@ -90,6 +106,10 @@ impl CommandSettings {
 
     pub fn retry_base(&self) -> Duration {
         Duration::from_millis(self.retry_base_ms)
+    }
+
+    pub fn invalid_refill(&self) -> Duration {
+        Duration::from_millis(self.invalid_refill_ms)
     }
 
     pub fn retry_cap(&self) -> Duration {

@@ -61,7 +61,9 @@ pub async fn run(
     sim_config.rate = 2.0;
     let sim = gateway_sim::Simulator::start(sim_config).await?;
     if config.jwt_secret.is_none() {
-        config.jwt_secret = Some(Secret::new(format!("{:064x}", rand::random::<u128>())));
+        // 256 random bits: the demo must not teach a guessable secret.
+        let (a, b) = (rand::random::<u128>(), rand::random::<u128>());
+        config.jwt_secret = Some(Secret::new(format!("{a:032x}{b:032x}")));
     }
     if config.admin_token.is_none() {
         config.admin_token = Some(Secret::new(DEMO_ADMIN_TOKEN));

@@ -42,6 +42,13 @@ impl Backoff {
         nominal.mul_f64(rand::rng().random_range(JITTER_FLOOR..=1.0))
     }
 
+    /// The base delay, jittered, without advancing the attempt count (a deliberate
+    /// reconnect, e.g. to resynchronise).
+    pub fn base_delay(&self) -> Duration {
+        self.base
+            .mul_f64(rand::rng().random_range(JITTER_FLOOR..=1.0))
+    }
+
     /// Back to `base` (after a stable connection).
     pub fn reset(&mut self) {
         self.attempt = 0;

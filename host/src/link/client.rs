@@ -1,8 +1,10 @@
 //! The link task: connect, handshake, serve, back off, repeat.
 //!
-//! Every wait in here is bounded (connect, hello, pong, send) so that a dead or hostile
-//! upstream can cost a delay, never a hang, and every failure ends in the same place:
-//! the backoff sleep before the next attempt.
+//! Every wait in here is bounded (connect, hello, pong, send, close) so that a dead or
+//! hostile upstream can cost a delay, never a hang, and every failure ends in the same
+//! place: the backoff sleep before the next attempt. A sequence anomaly or an oversize
+//! frame also ends the connection on purpose: the next one resumes from the last
+//! contiguous seq (see [`super::session`]), so nothing is dropped silently.
 
 use std::sync::Arc;
 use std::time::Instant as StdInstant;
@@ -14,6 +16,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header::AUTHORIZATION};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 use tracing::{debug, error, info, warn};
@@ -22,11 +26,18 @@ use super::backoff::Backoff;
 use super::config::LinkConfig;
 use super::handle::Shared;
 use super::heartbeat::Heartbeat;
-use super::session::{HelloOutcome, SeqCheck, SessionTracker};
+use super::session::{Anomaly, HelloOutcome, OversizeAction, SeqCheck, SessionTracker, reason};
 use super::state::{LinkState, LinkStats};
+use super::state_file::StateFile;
 use crate::bus::{Bus, BusEvent};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Close code the host sends when it drops a connection to resynchronise (4000–4999 is
+/// the private range; see `docs/link-protocol.md`).
+const CLOSE_RESYNC: u16 = 4002;
+/// Longest wait for our close frame (or the answer to the upstream's) to be written.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why a connection attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +61,14 @@ enum End {
     Shutdown,
     #[error("no pong within the zombie bound")]
     Zombie,
-    #[error("the upstream closed the link")]
-    Closed,
+    #[error("the upstream closed the link (close frame: {0})")]
+    Closed(String),
+    #[error("the connection ended without a close frame")]
+    Eof,
+    #[error("sequence anomaly ({0:?}): resuming from the last contiguous seq")]
+    Resync(Anomaly),
+    #[error("inbound frame over the size limit: {0}")]
+    Oversize(String),
     #[error("no hello within the handshake timeout")]
     NoHello,
     #[error("protocol violation: {0}")]
@@ -69,19 +86,30 @@ struct Client {
     session: SessionTracker,
     backoff: Backoff,
     shutdown: watch::Receiver<bool>,
+    state_file: Option<StateFile>,
 }
 
 /// Runs the link until shutdown.
 pub(super) async fn run(config: LinkConfig, bus: Bus, shared: Arc<Shared>) {
+    let state_file = config
+        .state_file
+        .clone()
+        .map(|path| StateFile::new(path, config.state_interval));
+    let session = match state_file.as_ref().and_then(StateFile::load) {
+        Some(saved) => SessionTracker::restored(&saved.session_id, saved.last_seq),
+        None => SessionTracker::default(),
+    };
     let mut client = Client {
         backoff: Backoff::new(config.backoff_base, config.backoff_cap),
         shutdown: shared.shutdown.subscribe(),
         config,
         bus,
         shared,
-        session: SessionTracker::default(),
+        session,
+        state_file,
     };
     client.run().await;
+    client.save_state_now().await;
     client.shared.set_state(LinkState::Idle);
 }
 
@@ -90,11 +118,16 @@ impl Client {
         self.shared.set_state(LinkState::Connecting);
         info!(url = %self.config.url, "link starting");
         while !*self.shutdown.borrow() {
-            self.attempt().await;
+            let quick = self.attempt().await;
             if *self.shutdown.borrow() {
                 return;
             }
-            let delay = self.backoff.next_delay();
+            // A deliberate resync reconnects after the base delay, without growing it.
+            let delay = if quick {
+                self.backoff.base_delay()
+            } else {
+                self.backoff.next_delay()
+            };
             debug!(?delay, "link backing off");
             tokio::select! {
                 _ = sleep(delay) => {}
@@ -103,26 +136,28 @@ impl Client {
         }
     }
 
-    /// One connection attempt, served until it ends.
-    async fn attempt(&mut self) {
+    /// One connection attempt, served until it ends. True when it ended on purpose to
+    /// resynchronise (reconnect soon).
+    async fn attempt(&mut self) -> bool {
         let ws = match self.connect().await {
             Ok(ws) => ws,
             Err(ConnectError::Unauthorized) => {
                 LinkStats::bump(&self.shared.stats.auth_failures);
                 error!(url = %self.config.url, "upstream refused LINK_TOKEN (HTTP 401): check LINK_TOKEN; backing off");
-                return;
+                return false;
             }
             Err(e) => {
                 warn!(url = %self.config.url, error = %e, "link connect failed; backing off");
-                return;
+                return false;
             }
         };
         let up_since = StdInstant::now();
         let end = self.serve(ws).await;
         *self.shared.outbound.lock() = None;
         if matches!(end, End::Shutdown) {
-            return;
+            return false;
         }
+        let quick = self.after_end(&end);
         if self.shared.state_tx.borrow().eq(&LinkState::Connected) {
             LinkStats::bump(&self.shared.stats.reconnects);
             metrics::counter!("gateway_link_reconnects_total").increment(1);
@@ -132,6 +167,34 @@ impl Client {
         }
         warn!(error = %end, session = ?self.session.session(), last_seq = self.session.last_seq(), "link lost; reconnecting");
         self.shared.set_state(LinkState::Reconnecting);
+        quick
+    }
+
+    /// Counts a deliberate end (resync, oversize frame); true when it was one.
+    fn after_end(&mut self, end: &End) -> bool {
+        match end {
+            End::Resync(anomaly) => {
+                self.count_resync(anomaly.label());
+                warn!(?anomaly, session = ?self.session.session(), last_seq = self.session.last_seq(), "upstream seq anomaly: reconnecting to resume from the last contiguous seq");
+                true
+            }
+            End::Oversize(detail) => {
+                LinkStats::bump(&self.shared.stats.oversize);
+                metrics::counter!("gateway_link_frames_oversize_total").increment(1);
+                let action = self.session.on_oversize();
+                if action == OversizeAction::SkipOne {
+                    self.record_gap();
+                }
+                warn!(%detail, limit = self.config.max_frame_bytes, ?action, last_seq = self.session.last_seq(), "skipping an inbound frame over the size limit (the connection had to be dropped)");
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn count_resync(&self, label: &'static str) {
+        LinkStats::bump(&self.shared.stats.resyncs);
+        metrics::counter!("gateway_link_seq_resyncs_total", "reason" => label).increment(1);
     }
 
     async fn connect(&self) -> Result<Socket, ConnectError> {
@@ -147,7 +210,10 @@ impl Client {
         })?;
         bearer.set_sensitive(true);
         request.headers_mut().insert(AUTHORIZATION, bearer);
-        let connecting = connect_async_with_config(request, None, true);
+        let limits = WebSocketConfig::default()
+            .max_frame_size(Some(self.config.max_frame_bytes))
+            .max_message_size(Some(self.config.max_frame_bytes));
+        let connecting = connect_async_with_config(request, Some(limits), true);
         match timeout(self.config.connect_timeout, connecting).await {
             Err(_) => Err(ConnectError::Timeout),
             Ok(Ok((ws, _response))) => Ok(ws),
@@ -168,6 +234,7 @@ impl Client {
             return end;
         }
         if let Err(end) = self.handshake(&mut ws).await {
+            self.close(&mut ws, &end).await;
             return end;
         }
         let (tx, rx) = mpsc::channel(self.config.command_capacity.max(1));
@@ -175,10 +242,34 @@ impl Client {
         LinkStats::bump(&self.shared.stats.connects);
         self.shared.set_state(LinkState::Connected);
         let end = self.connected(&mut ws, rx).await;
-        if matches!(end, End::Shutdown) {
-            let _ = timeout(self.config.pong_timeout, ws.close(None)).await;
-        }
+        self.close(&mut ws, &end).await;
         end
+    }
+
+    /// Ends the WebSocket properly where the socket still works: answers the upstream's
+    /// close frame (completing the close handshake), or sends ours with a code.
+    async fn close(&self, ws: &mut Socket, end: &End) {
+        let frame = |code: CloseCode, why: &'static str| {
+            Some(CloseFrame {
+                code,
+                reason: why.into(),
+            })
+        };
+        let wait = CLOSE_WAIT.min(self.config.pong_timeout);
+        let ours = match end {
+            // tungstenite queued the reply when it read the close: reading on writes it,
+            // then waits for the upstream to close TCP (the server's job, RFC 6455).
+            End::Closed(_) => {
+                let _ = timeout(wait, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+                return;
+            }
+            End::Shutdown => frame(CloseCode::Normal, "host shutting down"),
+            End::Resync(_) => frame(CloseCode::from(CLOSE_RESYNC), "resync"),
+            End::Oversize(_) => frame(CloseCode::Size, "frame over the size limit"),
+            End::Protocol(_) => frame(CloseCode::Protocol, "protocol violation"),
+            End::Zombie | End::NoHello | End::Eof | End::Socket(_) | End::SendTimeout => return,
+        };
+        let _ = timeout(wait, ws.close(ours)).await;
     }
 
     /// Waits for `hello`, skipping (and counting) junk before it.
@@ -195,6 +286,7 @@ impl Client {
                     Ok(UpstreamFrame::Hello(hello)) => {
                         let outcome = self.session.on_hello(&hello);
                         self.report_hello(&hello.session_id, hello.resumed, &outcome);
+                        self.save_state();
                         return Ok(());
                     }
                     Ok(_) => return Err(End::Protocol("frame before hello")),
@@ -223,6 +315,20 @@ impl Client {
                     "upstream could not replay from our last seq: gap in the event stream"
                 );
             }
+            HelloOutcome::Renumbered {
+                last_seq,
+                upstream_seq,
+            } => {
+                self.record_gap();
+                self.count_resync("renumbered");
+                warn!(
+                    session = session_id,
+                    last_seq,
+                    upstream_seq,
+                    resumed,
+                    "upstream reused its session id with a lower seq (it restarted or lost its buffer): adopting its numbering; events after our last seq may be lost"
+                );
+            }
         }
     }
 
@@ -232,10 +338,18 @@ impl Client {
     }
 
     /// The connected loop: frames in, commands out, pings, zombie deadline.
+    ///
+    /// The `select!` is biased towards everything *but* inbound frames: a busy inbound
+    /// stream is always ready, so polled first it would starve commands and pings (and
+    /// with them RTT samples and zombie detection). Outbound work is bounded (the command
+    /// queue, one ping per interval), so inbound cannot starve either.
     async fn connected(&mut self, ws: &mut Socket, mut commands: mpsc::Receiver<String>) -> End {
         let mut heartbeat = Heartbeat::new(self.config.pong_timeout);
         let mut ping = tokio::time::interval(self.config.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut persist = tokio::time::interval(self.config.state_interval);
+        persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let persisting = self.state_file.is_some();
         loop {
             let far = Instant::now() + self.config.zombie_bound() * 4;
             let zombie_at = heartbeat.deadline().unwrap_or(far);
@@ -243,12 +357,16 @@ impl Client {
                 biased;
                 _ = self.shutdown.changed() => Err(End::Shutdown),
                 _ = sleep_until(zombie_at) => Err(End::Zombie),
-                msg = ws.next() => self.on_message(msg, &mut heartbeat),
                 Some(frame) = commands.recv() => self.send(ws, frame).await,
                 _ = ping.tick() => {
                     let trace_id = heartbeat.ping(Instant::now());
                     self.send(ws, HostFrame::Ping(Ping { trace_id }).encode()).await
                 }
+                _ = persist.tick(), if persisting => {
+                    self.save_state();
+                    Ok(())
+                }
+                msg = ws.next() => self.on_message(msg, &mut heartbeat),
             };
             if let Err(end) = step {
                 if matches!(end, End::Zombie) {
@@ -280,7 +398,7 @@ impl Client {
             }
         };
         match UpstreamFrame::decode(text.as_str()) {
-            Ok(UpstreamFrame::Event(event)) => self.on_event(event),
+            Ok(UpstreamFrame::Event(event)) => return self.on_event(event),
             Ok(UpstreamFrame::Ack(ack)) => {
                 let _ = self.shared.acks.send(Arc::new(ack));
             }
@@ -312,21 +430,25 @@ impl Client {
         }
     }
 
-    fn on_event(&mut self, event: Event) {
-        match self.session.check(event.seq) {
+    fn on_event(&mut self, event: Event) -> Result<(), End> {
+        let loss_before = match self.session.check(event.seq) {
             SeqCheck::Duplicate => {
-                debug!(seq = event.seq, trace_id = %event.trace_id, "skipping an already seen event");
+                debug!(seq = event.seq, trace_id = %event.trace_id, "skipping an already seen event (replay overlap)");
                 LinkStats::bump(&self.shared.stats.duplicates);
-                return;
+                return Ok(());
             }
-            SeqCheck::AfterHole { missing } => {
-                self.record_gap();
-                warn!(seq = event.seq, missing, "seq hole in the event stream");
-            }
-            SeqCheck::Next => {}
+            SeqCheck::Resync(anomaly) => return Err(End::Resync(anomaly)),
+            SeqCheck::Take { loss_before } => loss_before,
+        };
+        if loss_before == Some(reason::SEQ_GAP) {
+            self.record_gap();
+            warn!(
+                seq = event.seq,
+                "the upstream could not fill a seq hole on resume: events before this one are lost"
+            );
         }
         let Some(session_id) = self.session.session().cloned() else {
-            return;
+            return Ok(());
         };
         metrics::counter!("gateway_events_in_total", "type" => event_type_label(&event.t))
             .increment(1);
@@ -339,8 +461,23 @@ impl Client {
             ts: event.ts,
             d: event.d,
             received_at: StdInstant::now(),
-            loss_before: None,
+            loss_before,
         }));
+        Ok(())
+    }
+
+    /// Saves the position to the state file soon (rate-limited), if there is one.
+    fn save_state(&mut self) {
+        if let (Some(file), Some(session)) = (self.state_file.as_mut(), self.session.session()) {
+            file.save_soon(session, self.session.last_seq());
+        }
+    }
+
+    /// Saves the final position and waits for the write (clean shutdown).
+    async fn save_state_now(&mut self) {
+        if let (Some(file), Some(session)) = (self.state_file.as_mut(), self.session.session()) {
+            file.save_now(session, self.session.last_seq()).await;
+        }
     }
 }
 
@@ -357,7 +494,12 @@ enum Inbound {
 /// Classifies a message; `Err` when the connection is over.
 fn classify(msg: Option<Result<Message, tungstenite::Error>>) -> Result<Inbound, End> {
     match msg {
-        None | Some(Ok(Message::Close(_))) => Err(End::Closed),
+        None => Err(End::Eof),
+        Some(Ok(Message::Close(frame))) => Err(End::Closed(match frame {
+            Some(f) => format!("{} {:?}", u16::from(f.code), f.reason.as_str()),
+            None => "no code".into(),
+        })),
+        Some(Err(tungstenite::Error::Capacity(e))) => Err(End::Oversize(e.to_string())),
         Some(Err(e)) => Err(End::Socket(e)),
         Some(Ok(Message::Text(text))) => Ok(Inbound::Text(text)),
         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(Inbound::Control),

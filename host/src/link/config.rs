@@ -6,10 +6,17 @@
 //! panic message can leak it by accident.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Default upstream URL.
 pub const DEFAULT_LINK_URL: &str = "ws://127.0.0.1:7070/link";
+
+/// Default largest inbound frame (and message): 1 MiB.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 1 << 20;
+
+/// Smallest accepted `GATEWAY_LINK_MAX_FRAME_BYTES` (a Discord dispatch can be tens of KiB).
+pub const MIN_MAX_FRAME_BYTES: usize = 64 << 10;
 
 /// The bearer token for the upstream. Never printed.
 #[derive(Clone)]
@@ -44,6 +51,12 @@ pub enum ConfigError {
         "LINK_URL must be a ws:// URL (wss:// is not built in: terminate TLS in a local proxy), got {0:?}"
     )]
     BadUrl(String),
+    /// `GATEWAY_LINK_MAX_FRAME_BYTES` is not a number of bytes ≥ 64 KiB.
+    #[error("GATEWAY_LINK_MAX_FRAME_BYTES must be a number of bytes of at least 65536, got {0:?}")]
+    BadMaxFrame(String),
+    /// A timing variable that is not a positive number of milliseconds.
+    #[error("{0} must be a positive number of milliseconds, got {1:?}")]
+    BadMillis(&'static str, String),
 }
 
 /// Everything the link client needs.
@@ -69,6 +82,13 @@ pub struct LinkConfig {
     pub hello_timeout: Duration,
     /// Commands buffered towards the socket (default 1024).
     pub command_capacity: usize,
+    /// Largest inbound WebSocket frame or message (default 1 MiB); larger ones are
+    /// counted and skipped (see `docs/link-protocol.md`).
+    pub max_frame_bytes: usize,
+    /// Where the session id and last seq are kept across host restarts (default: none).
+    pub state_file: Option<PathBuf>,
+    /// Shortest time between two writes of the state file (default 1 s).
+    pub state_interval: Duration,
 }
 
 impl LinkConfig {
@@ -85,6 +105,9 @@ impl LinkConfig {
             connect_timeout: Duration::from_secs(10),
             hello_timeout: Duration::from_secs(10),
             command_capacity: 1024,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            state_file: None,
+            state_interval: Duration::from_secs(1),
         }
     }
 
@@ -105,7 +128,35 @@ impl LinkConfig {
             // TLS is not built in: terminate it in a local proxy (see docs/link-protocol.md).
             return Err(ConfigError::BadUrl(url));
         }
-        Ok(Self::new(url, LinkToken::new(token)))
+        let mut config = Self::new(url, LinkToken::new(token));
+        if let Some(raw) = get("GATEWAY_LINK_MAX_FRAME_BYTES").filter(|v| !v.trim().is_empty()) {
+            config.max_frame_bytes = raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n >= MIN_MAX_FRAME_BYTES)
+                .ok_or(ConfigError::BadMaxFrame(raw))?;
+        }
+        let millis = |key: &'static str, into: &mut Duration| -> Result<(), ConfigError> {
+            if let Some(raw) = get(key).filter(|v| !v.trim().is_empty()) {
+                let ms: u64 = raw
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .ok_or(ConfigError::BadMillis(key, raw))?;
+                *into = Duration::from_millis(ms);
+            }
+            Ok(())
+        };
+        millis("GATEWAY_LINK_PING_INTERVAL_MS", &mut config.ping_interval)?;
+        millis("GATEWAY_LINK_PONG_TIMEOUT_MS", &mut config.pong_timeout)?;
+        millis("GATEWAY_LINK_BACKOFF_BASE_MS", &mut config.backoff_base)?;
+        millis("GATEWAY_LINK_BACKOFF_CAP_MS", &mut config.backoff_cap)?;
+        config.state_file = get("GATEWAY_LINK_STATE_FILE")
+            .filter(|v| !v.trim().is_empty())
+            .map(PathBuf::from);
+        Ok(config)
     }
 
     /// The longest a dead (stalled) link can go unnoticed: a ping is sent at most
@@ -145,6 +196,40 @@ mod tests {
         assert_eq!(cfg.backoff_cap, Duration::from_secs(30));
         let printed = format!("{cfg:?}");
         assert!(!printed.contains("s3cret"), "{printed}");
+    }
+
+    #[test]
+    fn frame_limit_and_state_file_from_env() {
+        let cfg = LinkConfig::from_lookup(env(&[("LINK_TOKEN", "t")])).expect("valid");
+        assert_eq!(cfg.max_frame_bytes, 1 << 20);
+        assert_eq!(cfg.state_file, None);
+        let cfg = LinkConfig::from_lookup(env(&[
+            ("LINK_TOKEN", "t"),
+            ("GATEWAY_LINK_MAX_FRAME_BYTES", "262144"),
+            ("GATEWAY_LINK_STATE_FILE", "/var/lib/gw/link.json"),
+        ]))
+        .expect("valid");
+        assert_eq!(cfg.max_frame_bytes, 262_144);
+        assert_eq!(cfg.state_file, Some(PathBuf::from("/var/lib/gw/link.json")));
+        let cfg = LinkConfig::from_lookup(env(&[
+            ("LINK_TOKEN", "t"),
+            ("GATEWAY_LINK_PING_INTERVAL_MS", "200"),
+            ("GATEWAY_LINK_PONG_TIMEOUT_MS", "600"),
+        ]))
+        .expect("valid");
+        assert_eq!(cfg.zombie_bound(), Duration::from_millis(800));
+        let err = LinkConfig::from_lookup(env(&[
+            ("LINK_TOKEN", "t"),
+            ("GATEWAY_LINK_BACKOFF_BASE_MS", "0"),
+        ]));
+        assert!(matches!(err, Err(ConfigError::BadMillis(..))));
+        for bad in ["12", "lots"] {
+            let err = LinkConfig::from_lookup(env(&[
+                ("LINK_TOKEN", "t"),
+                ("GATEWAY_LINK_MAX_FRAME_BYTES", bad),
+            ]));
+            assert!(matches!(err, Err(ConfigError::BadMaxFrame(_))), "{bad}");
+        }
     }
 
     #[test]

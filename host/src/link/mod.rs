@@ -8,9 +8,12 @@
 //!
 //! * [`config`]: URL, token (redacted), timing knobs.
 //! * [`backoff`]: exponential reconnect delay with jitter.
-//! * [`session`]: session id / seq tracking, de-duplication, gap detection.
+//! * [`session`]: session id / seq tracking: the sequence rules (de-duplication,
+//!   resync on anomalies, loss marking).
 //! * [`heartbeat`]: ping traceIds, RTT, zombie deadline.
+//! * [`redact`]: the log filter that keeps the token out of the client crates' traces.
 //! * [`state`]: the state machine's states and the counters.
+//! * [`state_file`]: session id and last seq kept across host restarts.
 //! * [`handle`]: the public handle (state, commands, acks, stats).
 //! * `client`: the task itself.
 
@@ -19,8 +22,10 @@ mod client;
 pub mod config;
 pub mod handle;
 pub mod heartbeat;
+pub mod redact;
 pub mod session;
 pub mod state;
+pub mod state_file;
 
 use std::sync::Arc;
 

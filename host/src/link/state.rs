@@ -53,6 +53,8 @@ pub(crate) struct LinkStats {
     pub malformed: AtomicU64,
     pub unknown: AtomicU64,
     pub gaps: AtomicU64,
+    pub resyncs: AtomicU64,
+    pub oversize: AtomicU64,
     pub zombies: AtomicU64,
     pub rtt_samples: AtomicU64,
     /// Last RTT in microseconds.
@@ -78,6 +80,11 @@ pub struct StatsSnapshot {
     pub unknown: u64,
     /// Gaps that could not be replayed (new session, buffer overrun, seq hole).
     pub gaps: u64,
+    /// Sequence anomalies that made the link resynchronise (jump, backwards seq,
+    /// renumbered session).
+    pub resyncs: u64,
+    /// Inbound frames over the size limit (each cost a reconnect).
+    pub oversize: u64,
     /// Links closed by zombie detection.
     pub zombies: u64,
     /// Pongs received (RTT samples).
@@ -110,6 +117,8 @@ impl LinkStats {
             malformed: get(&self.malformed),
             unknown: get(&self.unknown),
             gaps: get(&self.gaps),
+            resyncs: get(&self.resyncs),
+            oversize: get(&self.oversize),
             zombies: get(&self.zombies),
             rtt_samples: samples,
             last_rtt: (samples > 0).then(|| Duration::from_micros(get(&self.rtt_last_us))),

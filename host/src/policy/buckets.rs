@@ -121,6 +121,11 @@ impl BucketStore {
         }
     }
 
+    /// The limits it enforces.
+    pub fn limits(&self) -> &BucketLimits {
+        &self.limits
+    }
+
     /// Lock the shard of `key` for one read-modify-write.
     pub fn lock(&self, key: String) -> Result<BucketGuard<'_>, KeyTooLong> {
         if key.len() > self.limits.max_key_bytes {

@@ -1,7 +1,9 @@
 //! What each component instance's `Store` holds, and how guest output reaches the logs.
 //!
 //! The WASI context is the sandbox: no preopened directories, no environment, no
-//! arguments, no network (TCP, UDP and name lookup all refused). Guest stdout and stderr
+//! arguments, no network (TCP, UDP and name lookup all refused), virtual clocks that never
+//! block (see [`super::clocks`]), and a memory cap summed over all the instance's memories
+//! (see [`super::memory`]). Guest stdout and stderr
 //! are forwarded line by line to `tracing`, and the `log` import lands there too, tagged
 //! with the slot and the component's short hash. Both are bounded per instance.
 
@@ -9,13 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::log::{Host as LogHost, Level};
+use super::clocks::{ClockView, VirtualClock};
 use super::limits::RuntimeLimits;
+use super::memory::InstanceLimiter;
 
 /// Bytes of guest output (stdout, stderr and `log` together) logged per instance; the rest
 /// is dropped and a single warning says so.
@@ -52,7 +55,8 @@ impl Budget {
 pub struct StoreData {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(super) limits: StoreLimits,
+    pub(super) limits: InstanceLimiter,
+    clock: VirtualClock,
     origin: Origin,
     budget: Budget,
 }
@@ -61,26 +65,32 @@ impl StoreData {
     /// A sandboxed store for one instance of the component `origin`.
     pub fn new(origin: Origin, limits: &RuntimeLimits) -> StoreData {
         let budget = Budget(Arc::new(AtomicUsize::new(0)));
+        let clock = VirtualClock::default();
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(GuestOutput::new("stdout", origin.clone(), budget.clone()))
+        wasi.wall_clock(clock.clone())
+            .monotonic_clock(clock.clone())
+            .stdout(GuestOutput::new("stdout", origin.clone(), budget.clone()))
             .stderr(GuestOutput::new("stderr", origin.clone(), budget.clone()))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(limits.memory_limit_bytes())
-            .instances(64)
-            .tables(64)
-            .memories(16)
-            .table_elements(100_000)
-            .trap_on_grow_failure(true)
-            .build();
         StoreData {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits,
+            limits: InstanceLimiter::new(limits.memory_limit_bytes()),
+            clock,
             origin,
             budget,
+        }
+    }
+}
+
+impl StoreData {
+    /// The view the virtual `monotonic-clock` works on.
+    pub(super) fn clock_view(&mut self) -> ClockView<'_> {
+        ClockView {
+            clock: &self.clock,
+            table: &mut self.table,
         }
     }
 }

@@ -22,7 +22,9 @@ use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Store, Trap};
 
 use super::bindings::{limiter, router, validator, voice};
+use super::bounds::OutputBound;
 use super::limits::RuntimeLimits;
+use super::memory::MemoryCapExceeded;
 use super::runtime::PolicyRuntime;
 use super::slot_kind::SlotKind;
 use super::store_data::{Origin, StoreData};
@@ -58,6 +60,13 @@ pub enum CallFailure {
     Trap,
     /// A fresh instance could not be created (the call never ran).
     Instantiate,
+    /// The component answered with more than the host accepts (too many or too long
+    /// topics, too large a payload, too many field errors…).
+    OutputBound,
+    /// The slot's circuit breaker is open: the component was not called.
+    BreakerOpen,
+    /// The caller stopped waiting at its deadline (the call thread was stuck or busy).
+    Abandoned,
 }
 
 impl CallFailure {
@@ -68,6 +77,9 @@ impl CallFailure {
             CallFailure::OutOfMemory => "out_of_memory",
             CallFailure::Trap => "trap",
             CallFailure::Instantiate => "instantiate",
+            CallFailure::OutputBound => "output_bound",
+            CallFailure::BreakerOpen => "breaker_open",
+            CallFailure::Abandoned => "abandoned",
         }
     }
 }
@@ -332,6 +344,12 @@ impl ComponentVersion {
 }
 
 fn classify(e: &wasmtime::Error) -> CallFailure {
+    if e.downcast_ref::<MemoryCapExceeded>().is_some() {
+        return CallFailure::OutOfMemory;
+    }
+    if e.downcast_ref::<OutputBound>().is_some() {
+        return CallFailure::OutputBound;
+    }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallFailure::Deadline,
         _ if format!("{e:#}").contains("growing memory") => CallFailure::OutOfMemory,

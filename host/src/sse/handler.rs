@@ -1,5 +1,6 @@
 //! `GET /api/stream`: authenticate, check the requested topics against the token, apply
-//! the connection cap, and answer with the client's event stream.
+//! the stream caps (all streams: `503 too_many_streams`; one user's: `429
+//! too_many_user_streams`), and answer with the client's event stream.
 
 use axum::Router;
 use axum::body::Body;
@@ -9,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::hub::StreamHub;
+use super::hub::{StreamHub, SubscribeError};
 use super::stream::client_stream;
 use crate::api_error::ApiError;
 use crate::auth::{Authenticator, Claims};
@@ -54,15 +55,8 @@ async fn stream(
         .filter(|id| !id.is_empty());
     let sub = state
         .hub
-        .subscribe(patterns, last_event_id.as_deref())
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_streams",
-                e.to_string(),
-            )
-            .retry_after(5)
-        })?;
+        .subscribe(&claims.sub, patterns, last_event_id.as_deref())
+        .map_err(refused)?;
     tracing::debug!(user = %claims.sub, "stream opened");
     let body = Body::from_stream(client_stream(sub, state.hub.settings()));
     let mut response = (StatusCode::OK, body).into_response();
@@ -74,6 +68,16 @@ async fn stream(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
+}
+
+fn refused(e: SubscribeError) -> ApiError {
+    let (status, code) = match e {
+        SubscribeError::AtCapacity(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_streams"),
+        SubscribeError::UserAtCapacity(_) => {
+            (StatusCode::TOO_MANY_REQUESTS, "too_many_user_streams")
+        }
+    };
+    ApiError::new(status, code, e.to_string()).retry_after(5)
 }
 
 /// The patterns asked for (default: everything the token grants), each checked.

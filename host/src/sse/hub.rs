@@ -5,9 +5,24 @@
 //! Each subscriber has a bounded queue. Offering never waits: a subscriber whose queue is
 //! full has fallen behind and is disconnected on the spot (it resumes with
 //! `Last-Event-ID`), so a slow client never slows the others and never makes the host
-//! buffer without bound. Subscribing takes the ring snapshot and registers the queue under
-//! the same lock as publishing, so a resuming client gets no gap and no duplicate.
+//! buffer without bound. Subscribing takes the ring snapshot (pointer copies only) and
+//! registers the queue under the same lock as publishing, so a resuming client gets no gap
+//! and no duplicate; the topic filter over the snapshot runs outside the lock.
+//!
+//! Loss is never silent: when the link marks an event with `loss_before` (an upstream seq
+//! hole, a new upstream session, a resume the upstream could not replay) or the hub itself
+//! fell behind the bus, the hub publishes a `reset` frame with the next host id before the
+//! next event. It goes to every subscriber whatever its topics and sits in the replay ring,
+//! so a client resuming from before it gets it in its replay.
+//!
+//! Caps: `max-clients` streams in all (503 `too_many_streams`) and
+//! `max-streams-per-user` per token `sub` (429 `too_many_user_streams`).
+//!
+//! Metrics: `gateway_sse_clients` (gauge), `gateway_sse_deliveries_total`,
+//! `gateway_sse_slow_client_drops_total`, `gateway_sse_resets_total{cause}`,
+//! `gateway_sse_replay_bytes` (gauge), `gateway_event_to_sse_seconds`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,10 +52,14 @@ pub struct StreamSettings {
     pub heartbeat_ms: u64,
     /// Frames kept for `Last-Event-ID` resumes.
     pub replay_capacity: usize,
+    /// Bytes of frames kept for resumes, in MiB (the ring's second bound).
+    pub replay_max_mib: usize,
     /// Frames queued per client before it counts as too slow and is disconnected.
     pub client_queue: usize,
-    /// Concurrent streams; beyond this, `503`.
+    /// Concurrent streams; beyond this, `503`. 0: derived below the connection cap.
     pub max_clients: usize,
+    /// Concurrent streams of one user (token `sub`); beyond this, `429`.
+    pub max_streams_per_user: usize,
     /// The `retry:` hint sent at stream start, in milliseconds.
     pub retry_ms: u64,
 }
@@ -50,8 +69,10 @@ impl Default for StreamSettings {
         StreamSettings {
             heartbeat_ms: 15_000,
             replay_capacity: 10_000,
+            replay_max_mib: 64,
             client_queue: 1_024,
-            max_clients: 20_000,
+            max_clients: 0,
+            max_streams_per_user: 32,
             retry_ms: 3_000,
         }
     }
@@ -74,9 +95,13 @@ struct Inner {
     epoch: u64,
     settings: StreamSettings,
     clients: AtomicUsize,
+    /// Open streams per user.
+    per_user: Mutex<HashMap<String, usize>>,
     next_subscriber: AtomicU64,
     lagged: AtomicU64,
     shutdown: watch::Sender<bool>,
+    /// `gateway_sse_replay_bytes`, resolved once (setting it is one atomic store).
+    replay_bytes: metrics::Gauge,
 }
 
 /// Handle to the hub; cheap to clone.
@@ -85,10 +110,16 @@ pub struct StreamHub {
     inner: Arc<Inner>,
 }
 
-/// The connection cap is reached.
+/// Why a stream was refused.
 #[derive(Debug, thiserror::Error)]
-#[error("too many streams ({0} open)")]
-pub struct AtCapacity(pub usize);
+pub enum SubscribeError {
+    /// The stream cap is reached.
+    #[error("too many streams ({0} open)")]
+    AtCapacity(usize),
+    /// This user has as many streams as allowed.
+    #[error("too many streams for this user ({0} open)")]
+    UserAtCapacity(usize),
+}
 
 /// A new client's starting point: what to replay, whether to announce a reset, and its
 /// live queue. Dropping it unsubscribes.
@@ -104,6 +135,7 @@ pub struct Subscription {
 pub struct SubscriberGuard {
     hub: StreamHub,
     id: u64,
+    _user: UserSlot,
 }
 
 impl Drop for SubscriberGuard {
@@ -119,9 +151,36 @@ impl Drop for SubscriberGuard {
     }
 }
 
+/// Frees one of a user's stream slots when dropped.
+struct UserSlot {
+    hub: StreamHub,
+    user: String,
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut per_user = self.hub.inner.per_user.lock();
+        if let Some(n) = per_user.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                per_user.remove(&self.user);
+            }
+        }
+    }
+}
+
 impl StreamHub {
     /// Start the hub task on the current runtime, fed by `bus`.
     pub fn start(bus: &Bus, policies: Arc<Policies>, settings: StreamSettings) -> StreamHub {
+        Self::start_with_bus_capacity(bus, policies, settings, HUB_BUS_CAPACITY)
+    }
+
+    fn start_with_bus_capacity(
+        bus: &Bus,
+        policies: Arc<Policies>,
+        settings: StreamSettings,
+        bus_capacity: usize,
+    ) -> StreamHub {
         let epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -129,23 +188,29 @@ impl StreamHub {
         let hub = StreamHub {
             inner: Arc::new(Inner {
                 state: Mutex::new(HubState {
-                    ring: ReplayRing::new(settings.replay_capacity),
+                    ring: ReplayRing::new(
+                        settings.replay_capacity,
+                        settings.replay_max_mib.saturating_mul(1024 * 1024),
+                    ),
                     next_seq: 1,
                     subscribers: Vec::new(),
                 }),
                 epoch,
                 settings,
                 clients: AtomicUsize::new(0),
+                per_user: Mutex::new(HashMap::new()),
                 next_subscriber: AtomicU64::new(0),
                 lagged: AtomicU64::new(0),
                 shutdown: watch::channel(false).0,
+                replay_bytes: metrics::gauge!("gateway_sse_replay_bytes"),
             }),
         };
         tokio::spawn(run(
             hub.clone(),
             bus.clone(),
-            bus.subscribe(HUB_BUS_CAPACITY),
+            bus.subscribe(bus_capacity),
             policies,
+            bus_capacity,
         ));
         hub
     }
@@ -179,27 +244,31 @@ impl StreamHub {
         let _ = self.inner.shutdown.send(true);
     }
 
-    /// Subscribe to `patterns`, resuming after `last_event_id` if given.
+    /// Subscribe `user` to `patterns`, resuming after `last_event_id` if given.
     pub fn subscribe(
         &self,
+        user: &str,
         patterns: Vec<String>,
         last_event_id: Option<&str>,
-    ) -> Result<Subscription, AtCapacity> {
+    ) -> Result<Subscription, SubscribeError> {
+        let user_slot = self.take_user_slot(user)?;
         let inner = &self.inner;
         let open = inner.clients.fetch_add(1, Ordering::Relaxed);
-        if open >= inner.settings.max_clients {
+        if open >= inner.settings.max_clients.max(1) {
             inner.clients.fetch_sub(1, Ordering::Relaxed);
-            return Err(AtCapacity(open));
+            return Err(SubscribeError::AtCapacity(open));
         }
         metrics::gauge!("gateway_sse_clients").set((open + 1) as f64);
         let id = inner.next_subscriber.fetch_add(1, Ordering::Relaxed);
         let guard = SubscriberGuard {
             hub: self.clone(),
             id,
+            _user: user_slot,
         };
         let (tx, rx) = mpsc::channel(inner.settings.client_queue.max(1));
+        // Under the lock: place the id, copy the ring's pointers after it, register.
         let mut state = inner.state.lock();
-        let (replay, reset) = match last_event_id {
+        let (mut replay, reset) = match last_event_id {
             None => (Vec::new(), None),
             Some(raw) => match raw.parse::<EventId>() {
                 Err(()) => (
@@ -211,12 +280,7 @@ impl StreamHub {
                     )),
                 ),
                 Ok(last) => match state.ring.locate(last, inner.epoch, state.next_seq) {
-                    ResumePoint::After(seq) => (
-                        state
-                            .ring
-                            .after(seq, |f| frame::matches(&patterns, &f.topics)),
-                        None,
-                    ),
+                    ResumePoint::After(seq) => (state.ring.range_after(seq), None),
                     ResumePoint::Unplaceable(why) => (
                         Vec::new(),
                         Some(frame::reset_frame(raw, why, state.ring.oldest())),
@@ -224,8 +288,18 @@ impl StreamHub {
                 },
             },
         };
-        state.subscribers.push(Subscriber { id, patterns, tx });
+        state.subscribers.push(Subscriber {
+            id,
+            patterns: patterns.clone(),
+            tx,
+        });
         drop(state);
+        // Outside it: keep what this client's topics match.
+        replay.retain(|f| f.to_all || frame::matches(&patterns, &f.topics));
+        if reset.is_some() {
+            metrics::counter!("gateway_sse_resets_total", "cause" => frame::CAUSE_UNPLACEABLE)
+                .increment(1);
+        }
         Ok(Subscription {
             replay,
             reset,
@@ -235,15 +309,41 @@ impl StreamHub {
         })
     }
 
+    fn take_user_slot(&self, user: &str) -> Result<UserSlot, SubscribeError> {
+        let mut per_user = self.inner.per_user.lock();
+        let n = per_user.entry(user.to_string()).or_insert(0);
+        if *n >= self.inner.settings.max_streams_per_user.max(1) {
+            return Err(SubscribeError::UserAtCapacity(*n));
+        }
+        *n += 1;
+        Ok(UserSlot {
+            hub: self.clone(),
+            user: user.to_string(),
+        })
+    }
+
+    /// Publish a `reset` announcing a loss before the next event (it takes the next id).
+    fn publish_loss(&self, next_seq: &mut u64, cause: &'static str, reason: &str) {
+        let id = EventId {
+            epoch: self.inner.epoch,
+            seq: *next_seq,
+        };
+        *next_seq += 1;
+        metrics::counter!("gateway_sse_resets_total", "cause" => cause).increment(1);
+        tracing::warn!(%id, cause, reason, "events were lost; clients get a reset");
+        self.publish(Arc::new(Frame::loss(id, cause, reason)));
+    }
+
     /// Record `frame` and offer it to every matching subscriber.
     fn publish(&self, frame: Arc<Frame>) {
         let mut state = self.inner.state.lock();
         state.next_seq = frame.id.seq + 1;
         state.ring.push(frame.clone());
+        let ring_bytes = state.ring.bytes();
         let mut delivered = 0u64;
         let mut lagged = 0u64;
         state.subscribers.retain(|s| {
-            if !frame::matches(&s.patterns, &frame.topics) {
+            if !frame.to_all && !frame::matches(&s.patterns, &frame.topics) {
                 return true;
             }
             match s.tx.try_send(frame.clone()) {
@@ -259,6 +359,7 @@ impl StreamHub {
             }
         });
         drop(state);
+        self.inner.replay_bytes.set(ring_bytes as f64);
         metrics::counter!("gateway_sse_deliveries_total").increment(delivered);
         metrics::histogram!("gateway_event_to_sse_seconds")
             .record(frame.received_at.elapsed().as_secs_f64());
@@ -274,7 +375,13 @@ impl StreamHub {
 }
 
 /// The hub task: drain the bus in batches, route each batch in one hop, publish.
-async fn run(hub: StreamHub, bus: Bus, mut sub: BusSubscription, policies: Arc<Policies>) {
+async fn run(
+    hub: StreamHub,
+    bus: Bus,
+    mut sub: BusSubscription,
+    policies: Arc<Policies>,
+    bus_capacity: usize,
+) {
     let mut next_seq = 1u64;
     loop {
         let first = match sub.recv().await {
@@ -283,7 +390,12 @@ async fn run(hub: StreamHub, bus: Bus, mut sub: BusSubscription, policies: Arc<P
                 tracing::error!(
                     "the stream hub fell behind the bus; events were lost for SSE clients"
                 );
-                sub = bus.subscribe(HUB_BUS_CAPACITY);
+                sub = bus.subscribe(bus_capacity);
+                hub.publish_loss(
+                    &mut next_seq,
+                    frame::CAUSE_HUB_LAG,
+                    "the host fell behind its upstream and lost events",
+                );
                 continue;
             }
             Err(RecvError::Closed) => return,
@@ -295,50 +407,54 @@ async fn run(hub: StreamHub, bus: Bus, mut sub: BusSubscription, policies: Arc<P
                 _ => break,
             }
         }
-        let routed = match route_batch(&policies, batch).await {
-            Some(r) => r,
-            None => return,
-        };
-        for (event, meta, decision) in routed {
-            if let RouteDecision::Deliver { topics, payload } = decision {
+        route_batch(&hub, &policies, &batch, &mut next_seq).await;
+    }
+}
+
+/// Route `batch` and publish each event as soon as its hop is back: a hop ends after about
+/// one call deadline, so a failing router delays the events behind it by one deadline at
+/// most, not by one deadline per event of the batch. An event that follows a loss is
+/// preceded by a `reset` frame.
+async fn route_batch(
+    hub: &StreamHub,
+    policies: &Arc<Policies>,
+    batch: &[Arc<BusEvent>],
+    next_seq: &mut u64,
+) {
+    let events = Arc::new(batch.iter().map(|e| policy_event(e)).collect::<Vec<_>>());
+    let mut from = 0;
+    while from < batch.len() {
+        let verdicts = policies.route_events(events.clone(), from).await;
+        if verdicts.is_empty() {
+            return;
+        }
+        for verdict in verdicts {
+            let (event, meta) = (&batch[from], &events[from].meta);
+            if let Some(why) = event.loss_before {
+                hub.publish_loss(
+                    next_seq,
+                    frame::CAUSE_UPSTREAM_LOSS,
+                    &format!("events were lost upstream: {why}"),
+                );
+            }
+            if let RouteDecision::Deliver { topics, payload } = verdict.value {
                 let id = EventId {
                     epoch: hub.inner.epoch,
-                    seq: next_seq,
+                    seq: *next_seq,
                 };
-                next_seq += 1;
-                let replacement = payload.as_deref().and_then(|p| parse_payload(p, &event));
+                *next_seq += 1;
+                let replacement = payload.as_deref().and_then(|p| parse_payload(p, event));
                 hub.publish(Arc::new(Frame::build(
                     id,
-                    &event,
-                    &meta,
+                    event,
+                    meta,
                     topics,
                     replacement.as_deref(),
                 )));
             }
+            from += 1;
         }
     }
-}
-
-type Routed = (
-    Arc<BusEvent>,
-    crate::policy::types::EventMeta,
-    RouteDecision,
-);
-
-async fn route_batch(policies: &Arc<Policies>, batch: Vec<Arc<BusEvent>>) -> Option<Vec<Routed>> {
-    let events: Vec<_> = batch.into_iter().map(|e| (policy_event(&e), e)).collect();
-    policies
-        .run(move |p| {
-            events
-                .into_iter()
-                .map(|(ev, bus_event)| {
-                    let decision = p.route(&ev).value;
-                    (bus_event, ev.meta, decision)
-                })
-                .collect()
-        })
-        .await
-        .ok()
 }
 
 fn parse_payload(payload: &str, event: &BusEvent) -> Option<Box<RawValue>> {
@@ -354,4 +470,117 @@ fn parse_payload(payload: &str, event: &BusEvent) -> Option<Box<RawValue>> {
 /// How long a client may wait between heartbeats.
 pub fn heartbeat(settings: &StreamSettings) -> Duration {
     Duration::from_millis(settings.heartbeat_ms.max(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PolicySettings;
+    use std::time::Instant;
+
+    fn event(seq: u64) -> Arc<BusEvent> {
+        Arc::new(BusEvent {
+            session_id: "s".into(),
+            seq,
+            trace_id: format!("t{seq}"),
+            t: "MESSAGE_CREATE".into(),
+            ts: 0,
+            d: RawValue::from_string(r#"{"guild_id":"1"}"#.into()).expect("valid json"),
+            received_at: Instant::now(),
+            loss_before: None,
+        })
+    }
+
+    fn text(f: &Frame) -> &str {
+        std::str::from_utf8(&f.bytes).unwrap_or("")
+    }
+
+    /// A resumed client holds its replayed frames only until it has written them.
+    #[tokio::test(flavor = "current_thread")]
+    async fn replayed_frames_are_released_once_written() -> anyhow::Result<()> {
+        use futures_util::StreamExt;
+        let bus = Bus::new();
+        let policies = Arc::new(Policies::with_defaults(PolicySettings::default())?);
+        let settings = StreamSettings {
+            max_clients: 10,
+            ..StreamSettings::default()
+        };
+        let hub = StreamHub::start(&bus, policies, settings.clone());
+        for seq in 1..=20 {
+            bus.publish(event(seq));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while hub.last_id().map(|i| i.seq) != Some(20) {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "hub never published"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let first = format!("{}-1", hub.inner.epoch);
+        let sub = hub
+            .subscribe("u", vec!["*".into()], Some(&first))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        assert_eq!(sub.replay.len(), 19);
+        let ring = hub.inner.state.lock().ring.range_after(0);
+        let mut body = Box::pin(super::super::stream::client_stream(sub, &settings));
+        // Prelude (retry hint), then the replay in one chunk.
+        let mut written = String::new();
+        while written.matches("event: MESSAGE_CREATE").count() < 19 {
+            let chunk = tokio::time::timeout(Duration::from_secs(20), body.next())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("body ended"))??;
+            written.push_str(std::str::from_utf8(&chunk)?);
+        }
+        // Only the ring and this test's snapshot hold the frames now.
+        assert!(
+            ring.iter().all(|f| Arc::strong_count(f) == 2),
+            "{:?}",
+            ring.iter().map(Arc::strong_count).collect::<Vec<_>>()
+        );
+        drop(body);
+        Ok(())
+    }
+
+    /// The hub falling behind the bus is a loss too: a `reset` (cause `hub_lag`) with its
+    /// own id comes between the events before and after the hole.
+    #[tokio::test(flavor = "current_thread")]
+    async fn hub_lag_publishes_a_reset_before_the_next_event() -> anyhow::Result<()> {
+        let bus = Bus::new();
+        let policies = Arc::new(Policies::with_defaults(PolicySettings::default())?);
+        let settings = StreamSettings {
+            max_clients: 10,
+            ..StreamSettings::default()
+        };
+        let hub = StreamHub::start_with_bus_capacity(&bus, policies, settings, 4);
+        let mut sub = hub
+            .subscribe("u", vec!["*".into()], None)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // The hub task cannot run until we await: its bus queue of 4 overflows.
+        for seq in 1..=10 {
+            bus.publish(event(seq));
+        }
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            let f = tokio::time::timeout(Duration::from_secs(20), sub.rx.recv())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("closed"))?;
+            got.push(f);
+        }
+        assert!(
+            got[..4]
+                .iter()
+                .all(|f| text(f).contains("event: MESSAGE_CREATE"))
+        );
+        assert!(text(&got[4]).contains("event: reset"), "{}", text(&got[4]));
+        assert!(text(&got[4]).contains("hub_lag"));
+        assert!(got[4].to_all);
+        bus.publish(event(11));
+        let next = tokio::time::timeout(Duration::from_secs(20), sub.rx.recv())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("closed"))?;
+        assert_eq!(next.id.seq, got[4].id.seq + 1);
+        assert!(text(&next).contains("\"upstreamSeq\":11"));
+        Ok(())
+    }
 }

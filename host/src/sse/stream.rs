@@ -6,7 +6,8 @@
 //! proxies and browsers from timing the stream out. The stream ends when the hub drops
 //! the client for falling behind (after the frames already queued), or on shutdown.
 //! Dropping the body (client gone) drops the subscription guard: the client is
-//! unsubscribed and its heartbeat timer stops with it.
+//! unsubscribed and its heartbeat timer stops with it. Replayed frames are released as
+//! they are written: a resumed client never pins frames the ring has since evicted.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -35,19 +36,19 @@ struct ClientStream {
 
 /// The SSE body for `sub`.
 pub fn client_stream(
-    sub: Subscription,
+    mut sub: Subscription,
     settings: &StreamSettings,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + use<> {
     let mut prelude = BytesMut::from(format!("retry: {}\n\n", settings.retry_ms).as_bytes());
-    if let Some(reset) = &sub.reset {
-        prelude.extend_from_slice(reset);
+    if let Some(reset) = sub.reset.take() {
+        prelude.extend_from_slice(&reset);
     }
     let period = heartbeat(settings);
     let mut heartbeat = interval_at(Instant::now() + period, period);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let state = ClientStream {
         prelude: Some(prelude.freeze()),
-        replay: sub.replay.iter().cloned().collect(),
+        replay: std::mem::take(&mut sub.replay).into(),
         sub,
         heartbeat,
         done: false,
@@ -86,7 +87,11 @@ impl ClientStream {
                 break;
             }
             out.extend_from_slice(&frame.bytes);
+            // Sent: drop this client's hold on it (the ring may have evicted it already).
             self.replay.pop_front();
+        }
+        if self.replay.is_empty() {
+            self.replay = VecDeque::new();
         }
         out.freeze()
     }
