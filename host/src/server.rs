@@ -50,6 +50,8 @@ pub struct Host {
     pub internal_events: crate::internal_events::InternalEventsSettings,
     /// Serve the demo page with a ready-made token (the `demo` command only).
     pub demo_mode: bool,
+    /// The embedded simulator's controls (the `demo` command only: `/demo/*` routes).
+    pub demo_sim: Option<gateway_sim::Control>,
     /// The public listener's connection cap (resolved from the file limit if not set).
     pub max_connections: usize,
     cors_origins: CorsOrigins,
@@ -94,6 +96,7 @@ impl Host {
             legacy,
             internal_events: config.internal_events.clone(),
             demo_mode: false,
+            demo_sim: None,
             max_connections,
             cors_origins,
             _watcher: watcher,
@@ -158,6 +161,10 @@ pub fn public_router(host: &Host) -> Router {
         .merge(legacy)
         .merge(publishing)
         .merge(demo::page_router(host.demo_mode.then(|| host.auth.clone())))
+        .merge(match &host.demo_sim {
+            Some(sim) => demo::controls::router(sim.clone(), host.hub.clone()),
+            None => Router::new(),
+        })
         .merge(crate::client_js::router())
         .merge(sse::router(host.hub.clone(), host.auth.clone()))
         .merge(crate::commands::router(

@@ -160,6 +160,23 @@ impl Control {
         self.shared.emit_random(n)
     }
 
+    /// Emits the VOICE_STATE_UPDATE of member `user` of guild `guild` (indexes into the
+    /// simulated world, wrapped) doing `action`; a dropout rejoins by itself a few events
+    /// later. Returns the seq and the payload sent.
+    pub fn voice(
+        &self,
+        guild: usize,
+        user: usize,
+        action: crate::voice::VoiceAction,
+    ) -> (u64, serde_json::Value) {
+        let (t, d, trace_id) = {
+            let mut world = lock(&self.shared.world);
+            let (t, d) = world.voice_event(guild, user, action);
+            (t, d, world.hex_id())
+        };
+        (self.shared.emit(t, &d, trace_id), d)
+    }
+
     /// Emits one event of type `t` whose `d` is `raw` JSON text sent byte for byte (a
     /// pretty-printed payload, say); returns its seq, or `None` if `raw` is not JSON.
     pub fn emit_raw(&self, t: &str, raw: &str) -> Option<u64> {

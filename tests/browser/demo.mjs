@@ -1,7 +1,10 @@
 // Browser test of the demo: start `gateway-host demo` on free ports, open the page in
-// Debian's chromium, and check what a person would: the live feed fills through
-// EventSource, a message sent from the form is delivered and comes back in the feed, the
-// component table shows the four slots.
+// Debian's chromium, and check what a person would: the live feed fills through the client
+// module (/client.js), a message sent from the form is delivered and comes back in the feed,
+// the component table shows the four slots; the voice panel shows a member join, drop out
+// and leave (driven through the simulator); a dropped stream resumes with no duplicate; a
+// burst of sends shows the rate-limit hint; after a host restart the page shows the reset
+// and carries on.
 // Usage: node demo.mjs <path to gateway-host> [screenshot directory].
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -32,10 +35,16 @@ async function waitReady(url, deadlineMs) {
 }
 
 const [http, admin] = [await freePort(), await freePort()];
-const host = spawn(bin, ['demo'], {
-  env: { ...process.env, GATEWAY_HTTP_ADDR: `127.0.0.1:${http}`, GATEWAY_ADMIN_ADDR: `127.0.0.1:${admin}`, RUST_LOG: 'warn' },
+// A fixed secret, so the page's cookie token stays valid across the host restart below.
+const secret = [...crypto.getRandomValues(new Uint8Array(32))].map(b => b.toString(16).padStart(2, '0')).join('');
+const startHost = () => spawn(bin, ['demo'], {
+  env: { ...process.env, GATEWAY_HTTP_ADDR: `127.0.0.1:${http}`, GATEWAY_ADMIN_ADDR: `127.0.0.1:${admin}`,
+    GATEWAY_JWT_SECRET: secret, RUST_LOG: 'warn' },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
+let host = startHost();
+const exited = (child) => new Promise(resolve => child.once('exit', resolve));
+const noDuplicates = (ids) => { const seen = new Set(); for (const id of ids) { assert.ok(!seen.has(id), `id ${id} delivered twice`); seen.add(id); } };
 const base = `http://127.0.0.1:${http}`;
 let browser;
 let failed = 0;
@@ -64,6 +73,46 @@ try {
   const table = await page.textContent('#components');
   for (const slot of ['event-router', 'rate-limiter', 'command-validator', 'voice-filter']) assert.ok(table.includes(slot), slot);
   assert.ok(table.includes('link: connected'));
+
+  // Voice panel: a member joins, drops out (the simulator rejoins them), then leaves.
+  await page.waitForSelector('#voice-sim:not([hidden])', { timeout: 10_000 });
+  await page.click('[data-voice=join]');
+  await page.waitForFunction(() => window.lastVoice && window.lastVoice.channelId, null, { timeout: 10_000 });
+  const { channelId, userId } = await page.evaluate(() => window.lastVoice);
+  const memberSel = `#voice .channel[data-channel="${channelId}"] .member[data-user="${userId}"]`;
+  await page.waitForSelector(memberSel, { timeout: 20_000 });
+  await page.click('[data-voice=dropout]');
+  await page.waitForSelector('#voice-log li[data-kind=dropout]', { timeout: 30_000 });
+  await page.waitForSelector(`${memberSel}.dropped`, { timeout: 10_000 });
+  const leavesBefore = await page.locator('#voice-log li[data-kind=leave]').count();
+  await page.click('[data-voice=leave]');
+  await page.waitForFunction(([sel, n]) => !document.querySelector(sel)
+    && document.querySelectorAll('#voice-log li[data-kind=leave]').length > n, [memberSel, leavesBefore], { timeout: 20_000 });
+
+  // A dropped stream resumes from its last id: nothing missed twice, events keep coming.
+  const before = await page.evaluate(() => window.seenIds.length);
+  await page.click('#drop-streams');
+  await page.waitForFunction(n => window.seenIds.length >= n + 3, before, { timeout: 30_000 });
+  noDuplicates(await page.evaluate(() => window.seenIds));
+
+  // A burst of sends meets the rate limiter: the page shows when to retry.
+  for (let i = 0; i < 20; i++) {
+    await page.evaluate(() => { document.getElementById('send-status').textContent = ''; });
+    await page.click('#send button');
+    await page.waitForFunction(() => document.getElementById('send-status').textContent.length > 0, null, { timeout: 20_000 });
+    if (/rate limited: retry in \d+ s/.test(await page.textContent('#send-status'))) break;
+  }
+  assert.match(await page.textContent('#send-status'), /rate limited: retry in \d+ s/);
+
+  // The host restarts: the page's client gets a reset (new host epoch), shows it, carries on.
+  host.kill('SIGTERM');
+  await exited(host);
+  host = startHost();
+  await waitReady(`${base}/readyz`, 60_000);
+  await page.waitForSelector('#feed li.reset', { timeout: 60_000 });
+  const afterRestart = await page.evaluate(() => window.seenIds.length);
+  await page.waitForFunction(n => window.seenIds.length >= n + 2, afterRestart, { timeout: 30_000 });
+  noDuplicates(await page.evaluate(() => window.seenIds));
 
   const out = process.argv[3] || tmpdir();
   mkdirSync(out, { recursive: true });

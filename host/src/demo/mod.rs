@@ -6,6 +6,8 @@
 //! (all topics, all commands), so it works with no set-up. Under `serve`, the page asks
 //! for a token instead (mint one with `gateway-host token`).
 
+pub mod controls;
+
 use std::time::Duration;
 
 use axum::Router;
@@ -73,6 +75,7 @@ pub async fn run(
         LinkConfig::new(sim.url(), LinkToken::new(link_token)),
     )?;
     host.demo_mode = true;
+    host.demo_sim = Some(sim.control().clone());
     println!("gateway-host demo: open http://{}/", config.http_addr);
     println!("  simulator: {} (2 events/s)", sim.url());
     println!(

@@ -239,6 +239,16 @@ impl StreamHub {
         })
     }
 
+    /// End every open stream now, after the frames already queued for it; clients come
+    /// back with `Last-Event-ID` and resume from the replay ring. Returns how many ended.
+    /// (The demo's "drop my stream" button shows resuming with it.)
+    pub fn disconnect_all(&self) -> usize {
+        let mut state = self.inner.state.lock();
+        let n = state.subscribers.len();
+        state.subscribers.clear();
+        n
+    }
+
     /// Tell every stream to end (graceful shutdown).
     pub fn shutdown(&self) {
         let _ = self.inner.shutdown.send(true);
