@@ -298,18 +298,19 @@ impl Dispatcher {
             metrics::histogram!("gateway_command_dispatch_seconds").record(latency.as_secs_f64());
         }
         let span = envelope.span.clone();
+        let latency_ms = latency.as_secs_f64() * 1000.0;
         match &outcome {
             Outcome::Delivered { .. } => {
-                debug!(parent: &span, attempts = envelope.attempts, latency_us = latency.as_micros() as u64, "command delivered");
+                info!(parent: &span, event = "command.delivered", attempts = envelope.attempts, latency_ms, "command delivered");
             }
             Outcome::Rejected { code, message } => {
-                info!(parent: &span, attempts = envelope.attempts, code = %code, message = %message, "command rejected by the upstream");
+                info!(parent: &span, event = "command.rejected", attempts = envelope.attempts, latency_ms, code = %code, message = %message, "command rejected by the upstream");
             }
             Outcome::Expired => {
-                warn!(parent: &span, attempts = envelope.attempts, enqueued_at_ms = envelope.enqueued_at_ms, "command expired before an ack");
+                warn!(parent: &span, event = "command.expired", attempts = envelope.attempts, latency_ms, enqueued_at_ms = envelope.enqueued_at_ms, "command expired before an ack");
             }
             Outcome::Shutdown => {
-                warn!(parent: &span, attempts = envelope.attempts, enqueued_at_ms = envelope.enqueued_at_ms, "command not delivered before shutdown");
+                warn!(parent: &span, event = "command.shutdown", attempts = envelope.attempts, latency_ms, enqueued_at_ms = envelope.enqueued_at_ms, "command not delivered before shutdown");
             }
         }
         let finished = Finished {
@@ -338,7 +339,7 @@ fn send(link: &LinkHandle, flight: &mut Flight, now: Instant, generation: u64) {
                 generation,
                 at: now,
             };
-            debug!(parent: &envelope.span, attempt = envelope.attempts, "sent on the link");
+            debug!(parent: &envelope.span, event = "command.sent", attempt = envelope.attempts, "sent on the link");
         }
         Err(SendError::NotConnected | SendError::Busy) => {
             envelope.next_attempt_at = now + BUSY_RETRY;

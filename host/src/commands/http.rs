@@ -119,7 +119,7 @@ async fn run(
         .pipeline
         .submit(&claims.sub, trace_id, body::to_wire(command))
         .map_err(refused)?;
-    tracing::debug!(request_id = %accepted.request_id, "command queued");
+    tracing::debug!(event = "command.queued", request_id = %accepted.request_id, "command queued");
     Ok(await_outcome(ctx, kind, accepted, trace_id).await)
 }
 

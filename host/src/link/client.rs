@@ -453,6 +453,7 @@ impl Client {
         metrics::counter!("gateway_events_in_total", "type" => event_type_label(&event.t))
             .increment(1);
         LinkStats::bump(&self.shared.stats.events);
+        debug!(event = "event.received", trace_id = %event.trace_id, seq = event.seq, t = %event.t, "event received");
         self.bus.publish(Arc::new(BusEvent {
             session_id,
             seq: event.seq,

@@ -345,7 +345,8 @@ impl StreamHub {
     }
 
     /// Record `frame` and offer it to every matching subscriber.
-    fn publish(&self, frame: Arc<Frame>) {
+    /// Returns how many subscribers got it.
+    fn publish(&self, frame: Arc<Frame>) -> u64 {
         let mut state = self.inner.state.lock();
         state.next_seq = frame.id.seq + 1;
         state.ring.push(frame.clone());
@@ -381,6 +382,7 @@ impl StreamHub {
                 "disconnected SSE clients that fell behind (they resume with Last-Event-ID)"
             );
         }
+        delivered
     }
 }
 
@@ -447,20 +449,28 @@ async fn route_batch(
                     &format!("events were lost upstream: {why}"),
                 );
             }
-            if let RouteDecision::Deliver { topics, payload } = verdict.value {
-                let id = EventId {
-                    epoch: hub.inner.epoch,
-                    seq: *next_seq,
-                };
-                *next_seq += 1;
-                let replacement = payload.as_deref().and_then(|p| parse_payload(p, event));
-                hub.publish(Arc::new(Frame::build(
-                    id,
-                    event,
-                    meta,
-                    topics,
-                    replacement.as_deref(),
-                )));
+            match verdict.value {
+                RouteDecision::Deliver { topics, payload } => {
+                    let id = EventId {
+                        epoch: hub.inner.epoch,
+                        seq: *next_seq,
+                    };
+                    *next_seq += 1;
+                    tracing::debug!(event = "event.routed", trace_id = %event.trace_id, %id, topics = ?topics, fallback = verdict.fallback.is_some(), "event routed");
+                    let replacement = payload.as_deref().and_then(|p| parse_payload(p, event));
+                    let clients = hub.publish(Arc::new(Frame::build(
+                        id,
+                        event,
+                        meta,
+                        topics,
+                        replacement.as_deref(),
+                    )));
+                    let latency_ms = event.received_at.elapsed().as_secs_f64() * 1000.0;
+                    tracing::debug!(event = "event.delivered", trace_id = %event.trace_id, %id, clients, latency_ms, "event delivered");
+                }
+                RouteDecision::Drop => {
+                    tracing::debug!(event = "event.dropped", trace_id = %event.trace_id, fallback = verdict.fallback.is_some(), "event dropped by the router");
+                }
             }
             from += 1;
         }
