@@ -39,7 +39,7 @@ const [http, admin] = [await freePort(), await freePort()];
 const secret = [...crypto.getRandomValues(new Uint8Array(32))].map(b => b.toString(16).padStart(2, '0')).join('');
 const startHost = () => spawn(bin, ['demo'], {
   env: { ...process.env, GATEWAY_HTTP_ADDR: `127.0.0.1:${http}`, GATEWAY_ADMIN_ADDR: `127.0.0.1:${admin}`,
-    GATEWAY_JWT_SECRET: secret, RUST_LOG: 'warn' },
+    GATEWAY_JWT_SECRET: secret, GATEWAY_LEGACY_WS: '1', RUST_LOG: 'warn' },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 let host = startHost();
@@ -88,6 +88,22 @@ try {
   await page.click('[data-voice=leave]');
   await page.waitForFunction(([sel, n]) => !document.querySelector(sel)
     && document.querySelectorAll('#voice-log li[data-kind=leave]').length > n, [memberSel, leavesBefore], { timeout: 20_000 });
+
+  // The same voice helper over the legacy /api/ws bridge (the migration path) sees the same
+  // story: join, dropout, leave.
+  await page.evaluate(async ([guildId, channelId]) => {
+    const { legacySource, voiceChannel } = await import('/client.js');
+    const vc = voiceChannel(legacySource({ url: '/api/ws' }), guildId, channelId);
+    window.legacyKinds = [];
+    for (const kind of ['join', 'dropout', 'leave']) vc.on(kind, () => window.legacyKinds.push(kind));
+    await new Promise(r => { const off = vc.source.on('joined', () => { off(); r(); }); });
+  }, [await page.evaluate(() => window.lastVoice.guildId), channelId]);
+  await page.click('[data-voice=join]');
+  await page.waitForFunction(() => window.legacyKinds.includes('join'), null, { timeout: 20_000 });
+  await page.click('[data-voice=dropout]');
+  await page.waitForFunction(() => window.legacyKinds.includes('dropout'), null, { timeout: 30_000 });
+  await page.click('[data-voice=leave]');
+  await page.waitForFunction(() => window.legacyKinds.filter(k => k === 'leave').length >= 2, null, { timeout: 20_000 });
 
   // A dropped stream resumes from its last id: nothing missed twice, events keep coming.
   const before = await page.evaluate(() => window.seenIds.length);
