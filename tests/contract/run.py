@@ -60,6 +60,9 @@ def main():
         GATEWAY_JWT_SECRET=secrets.token_hex(32),
         GATEWAY_ADMIN_TOKEN=secrets.token_hex(16),
         RUST_LOG=os.environ.get("RUST_LOG", "warn"),
+        # The optional routes are on, so their contract is checked too.
+        GATEWAY_LEGACY_WS="1",
+        GATEWAY_INTERNAL_EVENTS="1",
     )
     # Schemathesis sends mostly invalid bodies from one user: the per-user invalid-command
     # budget would soon answer them all 429 unread, leaving the logic behind untested. Its
@@ -77,11 +80,13 @@ def main():
         ).stdout.strip()
         common = ["run", SPEC, "--checks", "all", "--max-examples", examples, "--seed", seed]
         runs = {
-            # The stream never ends, so schemathesis cannot judge its 200; its statuses are
-            # covered by tests/tests/sse_stream.rs.
+            # The stream never ends and /api/ws switches protocols (101), so schemathesis
+            # cannot judge their success answers; their statuses are covered by
+            # tests/tests/sse_stream.rs and tests/tests/legacy_ws.rs.
             "public": common
             + ["-u", f"http://{http}", "-H", f"Authorization: Bearer {token}",
-               "--exclude-path", "/api/stream", "--exclude-path-regex", "^/admin"],
+               "--exclude-path", "/api/stream", "--exclude-path", "/api/ws",
+               "--exclude-path-regex", "^/admin"],
             # A schema cannot say "a valid component", so random bytes the schema allows are
             # rightly refused (422): positive_data_acceptance does not apply to the upload.
             "admin": common

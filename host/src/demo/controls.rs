@@ -43,9 +43,9 @@ pub fn router(sim: Control, hub: StreamHub) -> Router {
 struct VoiceQuery {
     action: String,
     #[serde(default)]
-    guild: usize,
+    guild: u32,
     #[serde(default)]
-    user: usize,
+    user: u32,
 }
 
 async fn voice(State(state): State<DemoState>, Query(q): Query<VoiceQuery>) -> Response {
@@ -57,7 +57,7 @@ async fn voice(State(state): State<DemoState>, Query(q): Query<VoiceQuery>) -> R
         )
         .into_response();
     };
-    let (seq, d) = state.sim.voice(q.guild, q.user, action);
+    let (seq, d) = state.sim.voice(q.guild as usize, q.user as usize, action);
     axum::Json(json!({
         "emitted": "VOICE_STATE_UPDATE", "upstreamSeq": seq,
         "guildId": d["guild_id"], "channelId": d["channel_id"], "userId": d["user_id"],
