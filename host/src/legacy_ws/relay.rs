@@ -1,5 +1,6 @@
 //! The bridge's one bus subscriber: each event through the voice-filter slot once (not once
-//! per client), its frame serialized once, then offered to the guild's clients.
+//! per client, and never waiting past the call's deadline), its frame serialized once, then
+//! offered to the guild's clients.
 //!
 //! When no client has joined any guild the filter is not called at all. A relay that falls
 //! behind the bus resubscribes (legacy clients have no resume; the loss is logged and counted).
@@ -16,7 +17,7 @@ use crate::policy::{Policies, VoiceDecision};
 
 /// The relay's bus queue.
 const BUS_CAPACITY: usize = 16_384;
-/// Most events filtered per hop to the policy call threads.
+/// Most events taken off the bus at once.
 const BATCH: usize = 256;
 
 /// Start the relay task.
@@ -49,24 +50,13 @@ async fn run(bus: Bus, policies: Arc<Policies>, registry: Arc<Registry>) {
         if !registry.has_listeners() {
             continue;
         }
-        let Ok(decided) = policies
-            .run(move |p| {
-                batch
-                    .into_iter()
-                    .map(|e| {
-                        let ev = policy_event(&e);
-                        let decision = p.filter_voice(&ev).value;
-                        (e, ev.meta.channel_id, decision)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await
-        else {
-            return;
-        };
-        for (event, channel, decision) in decided {
+        // One bounded call per event: a stuck or slow filter costs each event at most its
+        // caller deadline, then the slot's failure policy answers.
+        for event in batch {
+            let ev = Arc::new(policy_event(&event));
+            let decision = policies.filter_voice_async(ev.clone()).await.value;
             if let VoiceDecision::Relay(guild) = decision {
-                let frame = encode(&event, &guild, channel.as_deref());
+                let frame = encode(&event, &guild, ev.meta.channel_id.as_deref());
                 let n = registry.relay(&guild, &frame);
                 metrics::counter!("gateway_legacy_ws_relayed_total").increment(n as u64);
             }
