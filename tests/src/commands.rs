@@ -262,3 +262,18 @@ fn dechunk(mut rest: &str) -> String {
     }
     out
 }
+
+/// A `send-message` POST on its own task, so a test can go on while it waits for the answer.
+pub fn post_in_background(
+    addr: SocketAddr,
+    token: &str,
+    channel: &str,
+) -> tokio::task::JoinHandle<anyhow::Result<Reply>> {
+    let request = Request::post(
+        "/api/commands/send-message",
+        serde_json::json!({"channelId": channel, "content": "before shutdown"}).to_string(),
+    )
+    .bearer(token)
+    .json();
+    tokio::spawn(async move { request.send(addr).await })
+}

@@ -12,26 +12,11 @@ use std::time::{Duration, Instant};
 
 use gateway_host::link::LinkState;
 use gateway_host::server::{Host, serve_host};
-use gateway_tests::commands::{Reply, Request, TestHost, test_config};
+use gateway_tests::commands::{TestHost, post_in_background, test_config};
 use gateway_tests::{TOKEN, bounded, fast_link_config, start_sim, wait_state, wait_until};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(10);
-
-/// A `send-message` POST on its own task, so the test can go on while it waits.
-fn post_in_background(
-    addr: SocketAddr,
-    token: &str,
-    channel: &str,
-) -> tokio::task::JoinHandle<anyhow::Result<Reply>> {
-    let request = Request::post(
-        "/api/commands/send-message",
-        json!({"channelId": channel, "content": "before shutdown"}).to_string(),
-    )
-    .bearer(token)
-    .json();
-    tokio::spawn(async move { request.send(addr).await })
-}
 
 #[tokio::test]
 async fn queued_commands_are_delivered_within_the_drain_deadline() -> anyhow::Result<()> {

@@ -4,30 +4,14 @@
 //! and nothing new is accepted (`503 shutting_down`). Own binary: the log capture is per
 //! thread.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use gateway_host::link::LinkState;
-use gateway_tests::commands::{Reply, Request, TestHost, test_config};
+use gateway_tests::commands::{TestHost, post_in_background, test_config};
 use gateway_tests::{LogCapture, bounded, start_sim, wait_state, wait_until};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(10);
-
-/// A `send-message` POST on its own task, so the test can go on while it waits.
-fn post_in_background(
-    addr: SocketAddr,
-    token: &str,
-    channel: &str,
-) -> tokio::task::JoinHandle<anyhow::Result<Reply>> {
-    let request = Request::post(
-        "/api/commands/send-message",
-        json!({"channelId": channel, "content": "before shutdown"}).to_string(),
-    )
-    .bearer(token)
-    .json();
-    tokio::spawn(async move { request.send(addr).await })
-}
 
 #[tokio::test]
 async fn queued_commands_end_shutdown_at_the_drain_deadline() -> anyhow::Result<()> {
