@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -24,6 +24,7 @@ use serde_json::{Map, Value, json};
 use crate::api_error::{ApiError, new_trace_id};
 use crate::auth::{Authenticator, Claims};
 use crate::bus::{Bus, BusEvent};
+use crate::policy::version::unix_ms;
 
 /// The upstream session name published events carry (`upstreamSession` in the envelope).
 pub const APP_SESSION: &str = "app";
@@ -173,11 +174,4 @@ fn authorize(claims: &Claims, event: &Published) -> Result<(), ApiError> {
         }
     }
     Ok(())
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

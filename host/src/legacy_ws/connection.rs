@@ -12,7 +12,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
 
 use super::LegacyBridge;
-use super::protocol::{BadFrame, ClientFrame, HostFrame, MAX_CLIENT_FRAME, VERSION};
+use super::protocol::{BadFrame, ClientFrame, HostFrame, VERSION};
 use super::registry::{ClientQueue, JoinError};
 use crate::auth::Claims;
 
@@ -179,6 +179,3 @@ async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> Result<(), ()> {
         _ => Err(()),
     }
 }
-
-/// Frames larger than this are refused by the socket itself (close 1009).
-pub const MAX_FRAME: usize = MAX_CLIENT_FRAME;

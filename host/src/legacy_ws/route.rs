@@ -13,8 +13,8 @@ use axum::response::Response;
 use axum::routing::get;
 
 use super::LegacyBridge;
-use super::connection::{self, MAX_FRAME};
-use super::protocol::{SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
+use super::connection;
+use super::protocol::{MAX_CLIENT_FRAME, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
 use crate::api_error::ApiError;
 use crate::auth::{Authenticator, Claims};
 
@@ -55,8 +55,8 @@ async fn upgrade(
     let bridge = state.bridge.clone();
     Ok(ws
         .protocols([SUBPROTOCOL])
-        .max_message_size(MAX_FRAME)
-        .max_frame_size(MAX_FRAME)
+        .max_message_size(MAX_CLIENT_FRAME)
+        .max_frame_size(MAX_CLIENT_FRAME)
         .on_upgrade(move |socket| connection::serve(socket, claims, bridge)))
 }
 
