@@ -121,21 +121,73 @@ pub async fn collect(
 }
 
 /// Captures `tracing` output (plain text) for assertions on log lines.
+///
+/// One process-wide subscriber writes every record to every live capture. A
+/// per-thread (`set_default`) subscriber loses records when tests of one binary run in
+/// parallel: `tracing` caches a callsite's interest globally, and a callsite first hit
+/// on a thread with no subscriber can stay silenced for another thread's subscriber.
+/// Captures therefore see the lines of concurrent tests too: assert on lines that name
+/// something of your own (a session id, a trace id), or on absence.
 #[derive(Clone, Default)]
 pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
 
+/// Keeps a capture registered; dropping it stops the capture.
+pub struct CaptureGuard(Arc<Mutex<Vec<u8>>>);
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        if let Ok(mut live) = live_captures().lock() {
+            live.retain(|c| !Arc::ptr_eq(c, &self.0));
+        }
+    }
+}
+
+fn live_captures() -> &'static Mutex<Vec<Arc<Mutex<Vec<u8>>>>> {
+    static LIVE: std::sync::OnceLock<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = std::sync::OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+/// Writes one record to every live capture.
+#[derive(Clone, Copy)]
+struct FanOut;
+
+impl Write for FanOut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(live) = live_captures().lock() {
+            for capture in live.iter() {
+                if let Ok(mut b) = capture.lock() {
+                    b.extend_from_slice(buf);
+                }
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl LogCapture {
-    /// Installs a capturing subscriber for the current thread (use a current-thread
-    /// runtime so the link task logs on this thread too); keep the guard alive.
-    pub fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+    /// Starts capturing everything this process logs at DEBUG and above; keep the
+    /// guard alive for as long as you capture.
+    pub fn install() -> (Self, CaptureGuard) {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_max_level(tracing::Level::DEBUG)
+                .with_writer(|| FanOut)
+                .finish();
+            // Fails only if another global subscriber is set; then nothing is captured
+            // and the test's assertions say so.
+            let _ = tracing::subscriber::set_global_default(subscriber);
+        });
         let capture = Self::default();
-        let writer = capture.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || writer.clone())
-            .finish();
-        (capture, tracing::subscriber::set_default(subscriber))
+        if let Ok(mut live) = live_captures().lock() {
+            live.push(capture.0.clone());
+        }
+        (capture.clone(), CaptureGuard(capture.0))
     }
 
     /// Everything logged so far.

@@ -30,6 +30,7 @@ async fn one_far_ahead_seq_does_not_stop_delivery() -> anyhow::Result<()> {
     let sim = start_sim().await?;
     let (_bus, mut sub, link) = link_to(&sim, |_| {});
     wait_state(&link, LinkState::Connected, T).await?;
+    let (session, _) = sim.control().session();
     sim.control().emit(10);
     collect(&mut sub, 10, T).await?;
 
@@ -46,7 +47,7 @@ async fn one_far_ahead_seq_does_not_stop_delivery() -> anyhow::Result<()> {
     let text = logs.text();
     assert!(
         text.lines()
-            .any(|l| l.contains("WARN") && l.contains("seq anomaly")),
+            .any(|l| l.contains("WARN") && l.contains("seq anomaly") && l.contains(&*session)),
         "{text}"
     );
     link.shutdown().await;
@@ -61,6 +62,7 @@ async fn a_real_seq_jump_is_taken_after_one_resync_and_marked_as_loss() -> anyho
     let sim = start_sim().await?;
     let (_bus, mut sub, link) = link_to(&sim, |_| {});
     wait_state(&link, LinkState::Connected, T).await?;
+    let (session, _) = sim.control().session();
     sim.control().emit(10);
     collect(&mut sub, 10, T).await?;
 
@@ -76,8 +78,9 @@ async fn a_real_seq_jump_is_taken_after_one_resync_and_marked_as_loss() -> anyho
     assert!(metric("gateway_link_replay_gaps_total") >= 1.0);
     let text = logs.text();
     assert!(
-        text.lines()
-            .any(|l| l.contains("WARN") && l.contains("could not fill a seq hole")),
+        text.lines().any(|l| l.contains("WARN")
+            && l.contains("could not fill a seq hole")
+            && l.contains(&*session)),
         "{text}"
     );
     sim.control().emit(5);
@@ -112,8 +115,9 @@ async fn an_upstream_restart_that_keeps_its_session_id_does_not_stop_delivery() 
     assert!(metric("gateway_link_seq_resyncs_total{reason=\"renumbered\"}") >= 1.0);
     let text = logs.text();
     assert!(
-        text.lines()
-            .any(|l| l.contains("WARN") && l.contains("reused its session id")),
+        text.lines().any(|l| l.contains("WARN")
+            && l.contains("reused its session id")
+            && l.contains(&*session)),
         "{text}"
     );
     link.shutdown().await;

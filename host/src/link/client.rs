@@ -444,6 +444,7 @@ impl Client {
             self.record_gap();
             warn!(
                 seq = event.seq,
+                session = ?self.session.session(),
                 "the upstream could not fill a seq hole on resume: events before this one are lost"
             );
         }
