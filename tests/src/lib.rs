@@ -129,10 +129,13 @@ pub async fn collect(
 /// Captures therefore see the lines of concurrent tests too: assert on lines that name
 /// something of your own (a session id, a trace id), or on absence.
 #[derive(Clone, Default)]
-pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+pub struct LogCapture(Buffer);
+
+/// One capture's bytes.
+type Buffer = Arc<Mutex<Vec<u8>>>;
 
 /// Keeps a capture registered; dropping it stops the capture.
-pub struct CaptureGuard(Arc<Mutex<Vec<u8>>>);
+pub struct CaptureGuard(Buffer);
 
 impl Drop for CaptureGuard {
     fn drop(&mut self) {
