@@ -146,7 +146,7 @@ impl Drop for CaptureGuard {
 }
 
 fn live_captures() -> &'static Mutex<Vec<Arc<Mutex<Vec<u8>>>>> {
-    static LIVE: std::sync::OnceLock<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = std::sync::OnceLock::new();
+    static LIVE: std::sync::OnceLock<Mutex<Vec<Buffer>>> = std::sync::OnceLock::new();
     LIVE.get_or_init(Default::default)
 }
 
