@@ -62,7 +62,9 @@ fn default_components_pass_their_case_files() {
         let oks = stdout.lines().filter(|l| l.starts_with("ok   ")).count();
         assert_eq!(oks, n, "{slot}: one ok line per case:\n{stdout}");
         assert!(
-            stdout.trim_end().ends_with(&format!("{n} passed, 0 failed")),
+            stdout
+                .trim_end()
+                .ends_with(&format!("{n} passed, 0 failed")),
             "{slot}: summary:\n{stdout}"
         );
     }
@@ -130,7 +132,10 @@ fn a_wrong_expectation_fails_with_exit_1() {
         stdout.contains("FAIL claims a redaction: expected deliver to {\"channel:2\"} with payload {\"content\":\"[redacted]\"}, got deliver to [\"channel:2\"] (original payload)"),
         "{stdout}"
     );
-    assert!(stdout.trim_end().ends_with("0 passed, 2 failed"), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with("0 passed, 2 failed"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -161,7 +166,10 @@ fn a_malformed_case_file_exits_2_naming_the_line() {
             &cases,
         );
         assert_eq!(code, 2, "{bad}: {stdout}{stderr}");
-        assert!(stdout.is_empty(), "nothing runs before the file is valid: {stdout}");
+        assert!(
+            stdout.is_empty(),
+            "nothing runs before the file is valid: {stdout}"
+        );
         let expected = format!("{}:4: ", cases.display());
         assert!(
             stderr.contains(&expected) && stderr.contains(why),

@@ -29,7 +29,11 @@ fn parse_config(config: &[(String, String)]) -> Result<usize, String> {
             "max-length" => {
                 max_length = match value.trim().parse::<usize>() {
                     Ok(n) if n > 0 => n,
-                    _ => return Err(format!("max-length: expected a positive integer, got {value:?}")),
+                    _ => {
+                        return Err(format!(
+                            "max-length: expected a positive integer, got {value:?}"
+                        ));
+                    }
                 }
             }
             other => return Err(format!("unknown configuration key {other:?}")),

@@ -98,7 +98,9 @@ impl Guest for Limiter {
         let millis = match decode(state.as_deref()) {
             // The host's clock is monotonic, but never trust a difference to be positive.
             Some((millis, at)) => {
-                let refilled = now_ms.saturating_sub(at).saturating_mul(s.refill_per_second);
+                let refilled = now_ms
+                    .saturating_sub(at)
+                    .saturating_mul(s.refill_per_second);
                 millis.saturating_add(refilled).min(full)
             }
             None => full,
