@@ -341,7 +341,10 @@ fn limiter_template_from_new_to_hot_load() {
     // The template's bucket holds 5 per user: the 6th command is refused.
     serve.hot_load("rate-limiter", &wasm);
     let after = typing("100000000000000012");
-    assert!(after[..5].iter().all(|s| (200..300).contains(s)), "{after:?}");
+    assert!(
+        after[..5].iter().all(|s| (200..300).contains(s)),
+        "{after:?}"
+    );
     assert_eq!(after[5], 429, "{after:?}");
 }
 
