@@ -84,6 +84,10 @@ fn route(
         Route::Drop => "drop".to_string(),
         Route::Deliver(d) => match d.payload {
             None => format!("deliver to {:?} (original payload)", d.topics),
+            Some(p) if serde_json::from_str::<Value>(&p).is_err() => format!(
+                "deliver to {:?} with a payload that is not JSON (the host would send the original): {p}",
+                d.topics
+            ),
             Some(p) => format!("deliver to {:?} with payload {p}", d.topics),
         },
     };
