@@ -28,10 +28,26 @@ fn cases_of(slot: &str) -> PathBuf {
         .join("cases.jsonl")
 }
 
+/// A host config with generous call deadlines: two cores run many tests at once, and a
+/// call cut short by a busy machine is not what these tests are about.
+fn relaxed_config() -> tempfile::NamedTempFile {
+    let config = tempfile::NamedTempFile::new().expect("config file");
+    std::fs::write(config.path(), "[policy.limits]\ncall-timeout-ms = 2000\n").expect("write");
+    config
+}
+
 fn run(slot: &str, wasm: &str, cases: &Path) -> (i32, String, String) {
+    run_with(slot, wasm, cases, &[])
+}
+
+fn run_with(slot: &str, wasm: &str, cases: &Path, extra: &[&str]) -> (i32, String, String) {
+    let config = relaxed_config();
     let out = Command::new(BIN)
         .args(["component", "test", "--slot", slot, wasm, "--cases"])
         .arg(cases)
+        .arg("--config")
+        .arg(config.path())
+        .args(extra)
         .output()
         .expect("run gateway-host");
     (
@@ -176,4 +192,45 @@ fn a_malformed_case_file_exits_2_naming_the_line() {
             "{bad}: wanted {expected}…{why} in {stderr}"
         );
     }
+}
+
+#[test]
+fn init_gets_the_component_config_by_the_serve_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = dir.path().join("limiter.wasm");
+    std::fs::copy(env!("GATEWAY_DEFAULT_RATE_LIMITER_WASM"), &wasm).expect("copy");
+    let wasm = wasm.to_str().expect("utf8");
+    let cases = dir.path().join("cases.jsonl");
+    let req = r#"{"userId": "1", "channelId": "2", "nowMs": 0}"#;
+    std::fs::write(
+        &cases,
+        format!(
+            r#"{{"name": "burst of 2", "requests": [{req}, {req}, {req}], "expect": [{{"allow": 1}}, {{"allow": 0}}, {{"deny": true}}]}}"#
+        ) + "\n",
+    )
+    .expect("write");
+
+    // No config: the default burst of 10, so the case fails.
+    let (code, stdout, _) = run("rate-limiter", wasm, &cases);
+    assert_eq!(code, 1, "{stdout}");
+
+    // `limiter.toml` beside the wasm is its config.
+    std::fs::write(dir.path().join("limiter.toml"), "burst = 2\n").expect("write");
+    let (code, stdout, stderr) = run("rate-limiter", wasm, &cases);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    // --component-config wins over the file beside the wasm; a key init refuses is a refusal.
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, "brust = 2\n").expect("write");
+    let (code, stdout, _) = run_with(
+        "rate-limiter",
+        wasm,
+        &cases,
+        &["--component-config", other.to_str().expect("utf8")],
+    );
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.starts_with("refused:") && stdout.contains("\"brust\""),
+        "{stdout}"
+    );
 }

@@ -3,8 +3,8 @@
 //! --cases cases.jsonl` → hot-load into a running `gateway-host serve` through the admin API,
 //! then the new behaviour is seen from outside: the template router's `user:<id>` topic
 //! reaches an SSE client, the template limiter's burst of 5 per user turns the 6th command
-//! into a 429. The validator and voice-filter templates go through new → build → check →
-//! test (the hot-load itself is slot-independent).
+//! into a 429, the template validator's trimming reaches the upstream, and the template
+//! voice filter stops relaying channel-status updates to a legacy voice client.
 //!
 //! The generated crates build offline into one shared target directory under this test's
 //! target dir, so wit-bindgen is compiled once, not per run.
@@ -142,6 +142,7 @@ struct Serve {
     http: u16,
     admin: u16,
     sim: SimHandle,
+    _config: tempfile::NamedTempFile,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -154,13 +155,28 @@ impl Drop for Serve {
 
 impl Serve {
     fn start() -> Serve {
+        Serve::start_with(&[])
+    }
+
+    /// Start with extra environment variables.
+    fn start_with(envs: &[(&str, &str)]) -> Serve {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let sim = runtime
             .block_on(Simulator::start(SimConfig::new(LINK_TOKEN)))
             .expect("sim starts");
         let (http, admin) = (free_port(), free_port());
+        // Generous call deadlines: two cores run many tests at once, and a missed deadline
+        // (the failure policy answering) is not what these tests are about.
+        let config = tempfile::NamedTempFile::new().expect("config file");
+        std::fs::write(
+            config.path(),
+            "[policy.limits]\ncall-timeout-ms = 2000\ncaller-margin-ms = 2000\n",
+        )
+        .expect("write config");
         let child = Command::new(BIN)
             .arg("serve")
+            .arg("--config")
+            .arg(config.path())
             .env("LINK_URL", sim.url())
             .env("LINK_TOKEN", LINK_TOKEN)
             .env("GATEWAY_HTTP_ADDR", format!("127.0.0.1:{http}"))
@@ -168,6 +184,7 @@ impl Serve {
             .env("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("GATEWAY_JWT_SECRET", JWT_SECRET)
             .env_remove("GATEWAY_COMPONENTS_DIR")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -177,6 +194,7 @@ impl Serve {
             http,
             admin,
             sim,
+            _config: config,
             _runtime: runtime,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -349,10 +367,133 @@ fn limiter_template_from_new_to_hot_load() {
 }
 
 #[test]
-fn validator_and_voice_templates_build_check_and_pass_their_cases() {
+fn validator_template_from_new_to_hot_load() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for slot in ["command-validator", "voice-filter"] {
-        let wasm = author(slot, dir.path());
-        assert!(wasm.is_file());
+    let wasm = author("command-validator", dir.path());
+    let serve = Serve::start();
+    let token = serve.token("100000000000000021", "*");
+    let send = |content: &str| {
+        let body = serde_json::json!({"channelId": "2", "content": content}).to_string();
+        let status = agent()
+            .post(&format!(
+                "http://127.0.0.1:{}/api/commands/send-message",
+                serve.http
+            ))
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .send(body.as_str())
+            .expect("public listener answers")
+            .status()
+            .as_u16();
+        assert!((200..300).contains(&status), "{content:?}: {status}");
+    };
+    // What the upstream received, in order: each send-message's content.
+    let received = || -> Vec<String> {
+        serve
+            .sim
+            .control()
+            .received_commands()
+            .iter()
+            .filter_map(|c| {
+                let v = serde_json::to_value(&c.command).ok()?;
+                v["body"]["content"].as_str().map(String::from)
+            })
+            .collect()
+    };
+
+    // The default validator sends the content as written; the template trims it.
+    send("  before  ");
+    serve.hot_load("command-validator", &wasm);
+    send("  after  ");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received().len() < 2 {
+        assert!(Instant::now() < deadline, "upstream got {:?}", received());
+        std::thread::sleep(Duration::from_millis(20));
     }
+    assert_eq!(
+        received(),
+        vec!["  before  ".to_string(), "after".to_string()]
+    );
+}
+
+#[test]
+fn voice_template_from_new_to_hot_load() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = author("voice-filter", dir.path());
+    let serve = Serve::start_with(&[("GATEWAY_LEGACY_WS", "1")]);
+    let token = serve.token("100000000000000031", "*");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut request = format!("ws://127.0.0.1:{}/api/ws", serve.http)
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let (mut ws, _) = runtime
+        .block_on(tokio_tungstenite::connect_async(request))
+        .expect("legacy bridge accepts");
+    ws_read_until(&runtime, &mut ws, "\"hello\"");
+    runtime
+        .block_on(ws.send(Message::text(r#"{"v":1,"op":"join","guildId":"1"}"#)))
+        .expect("join");
+    ws_read_until(&runtime, &mut ws, "\"joined\"");
+    let status = |text: &str| {
+        serve
+            .sim
+            .control()
+            .emit_raw(
+                "VOICE_CHANNEL_STATUS_UPDATE",
+                &format!(r#"{{"guild_id":"1","id":"7","status":"{text}"}}"#),
+            )
+            .expect("valid JSON");
+    };
+
+    // The default filter relays channel-status updates; the template relays only voice
+    // state and server updates.
+    status("before-swap");
+    ws_read_until(&runtime, &mut ws, "before-swap");
+    serve.hot_load("voice-filter", &wasm);
+    status("after-swap");
+    serve
+        .sim
+        .control()
+        .emit_raw(
+            "VOICE_STATE_UPDATE",
+            r#"{"guild_id":"1","channel_id":"7","user_id":"3","session_id":"marker-session"}"#,
+        )
+        .expect("valid JSON");
+    let seen = ws_read_until(&runtime, &mut ws, "marker-session");
+    assert!(!seen.contains("after-swap"), "{seen}");
+}
+
+/// Read text frames from a legacy bridge socket until one contains `marker`; returns all
+/// the text read.
+fn ws_read_until<S>(runtime: &tokio::runtime::Runtime, ws: &mut S, marker: &str) -> String
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    runtime.block_on(async {
+        let mut seen = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !seen.contains(marker) {
+            match tokio::time::timeout_at(deadline, ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => seen.push_str(t.as_str()),
+                Ok(Some(Ok(_))) => {}
+                other => panic!("no {marker:?} from the bridge ({other:?}); got:\n{seen}"),
+            }
+        }
+        seen
+    })
 }
