@@ -6,8 +6,9 @@
 //! into a 429, the template validator's trimming reaches the upstream, and the template
 //! voice filter stops relaying channel-status updates to a legacy voice client.
 //!
-//! The generated crates build offline into one shared target directory under this test's
-//! target dir, so wit-bindgen is compiled once, not per run.
+//! The generated crates build offline (and pass clippy `-D warnings` and `cargo fmt
+//! --check`) into one shared target directory under this test's target dir, so wit-bindgen
+//! is compiled once, not per run.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -67,35 +68,31 @@ fn author(slot: &str, dir: &Path) -> PathBuf {
         "{stdout}"
     );
 
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .current_dir(&root)
-        .args([
+    // Built as an author would; also kept clippy- and rustfmt-clean like the host's own.
+    cargo(
+        &root,
+        &[
             "build",
             "--offline",
             "--target",
             "wasm32-wasip2",
             "--release",
-        ])
-        .env("CARGO_TARGET_DIR", template_target_dir());
-    // The outer build's settings are not the author's.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_BUILD_TARGET",
-    ] {
-        build.env_remove(var);
-    }
-    let out = build.output().expect("run cargo");
-    assert!(
-        out.status.success(),
-        "the generated {slot} crate builds unedited:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
+    cargo(
+        &root,
+        &[
+            "clippy",
+            "--offline",
+            "--target",
+            "wasm32-wasip2",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    );
+    cargo(&root, &["fmt", "--check"]);
     let wasm = template_target_dir()
         .join("wasm32-wasip2/release")
         .join(format!("{}.wasm", name.replace('-', "_")));
@@ -119,6 +116,36 @@ fn author(slot: &str, dir: &Path) -> PathBuf {
     assert!(stdout.contains(", 0 failed"), "{stdout}");
     assert!(!stdout.contains("FAIL"), "{stdout}");
     wasm
+}
+
+/// Run cargo in the generated crate `root`, sharing the template target dir; asserts success.
+fn cargo(root: &Path, args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(root)
+        .args(args)
+        .env("CARGO_TARGET_DIR", template_target_dir());
+    // The outer build's settings are not the author's.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+    ] {
+        command.env_remove(var);
+    }
+    let out = command.output().expect("run cargo");
+    assert!(
+        out.status.success(),
+        "cargo {} in the generated crate {}:\n{}{}",
+        args.join(" "),
+        root.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn free_port() -> u16 {
