@@ -9,6 +9,8 @@ const TOKEN_KEY = 'gateway-admin-token';
 const SVG = 'http://www.w3.org/2000/svg';
 const SERIES_EVERY_MS = 1000;
 const COMPONENTS_EVERY_MS = 2000;
+// The charts' shortest time axis (they widen with the history, up to the series' window).
+const MIN_SPAN_MS = 60_000;
 
 const $ = (id) => document.getElementById(id);
 let samples = [];
@@ -87,7 +89,6 @@ async function pollSeries() {
   const body = await response.json();
   capacity = body.capacity;
   windowMs = body.capacity * body.intervalMs;
-  $('window-minutes').textContent = String(Math.round(windowMs / 60000));
   samples = samples.concat(body.samples);
   if (samples.length > capacity) samples = samples.slice(samples.length - capacity);
   render(body.nowMs);
@@ -109,9 +110,13 @@ function render(nowMs) {
     $('now-clients').textContent = String(last.sseClients);
     $('now-updated').textContent = new Date(last.tMs).toLocaleTimeString();
   }
-  const start = nowMs - windowMs;
-  const x = (t) => Math.max(0, Math.min(600, ((t - start) / windowMs) * 600));
-  drawLink($('chart-link'), x);
+  // The x axis spans the history held, from one minute up to the whole window.
+  const first = samples.length ? samples[0].tMs : nowMs;
+  const span = Math.min(windowMs, Math.max(MIN_SPAN_MS, nowMs - first + 1000));
+  const start = nowMs - span;
+  const x = (t) => Math.max(0, Math.min(600, ((t - start) / span) * 600));
+  $('window-seconds').textContent = String(Math.round(span / 1000));
+  drawLink($('chart-link'), x, span);
   drawLines($('chart-events'), x, [['line', s => s.eventsPerSec]], 'events/s');
   drawLines($('chart-latency'), x,
     [['line p50', s => s.p50Ms], ['line p90', s => s.p90Ms], ['line p99', s => s.p99Ms]], 'ms');
@@ -130,18 +135,19 @@ function setMax(svg, text) {
 }
 
 // Runs of the same state as green (connected) or red (anything else) bands.
-function drawLink(svg, x) {
+function drawLink(svg, x, span) {
   svg.replaceChildren();
   const step = windowMs / capacity;
+  const width = Math.max(600 / (span / step), 0.5);
   let i = 0;
   let down = 0;
   while (i < samples.length) {
     const up = samples[i].link === 'connected';
     let j = i;
     while (j + 1 < samples.length && (samples[j + 1].link === 'connected') === up) j++;
-    const x0 = x(samples[i].tMs - step);
+    const x0 = x(samples[i].tMs) - width;
     const x1 = x(samples[j].tMs);
-    svg.append(el('rect', { class: up ? 'up' : 'down', x: x0, y: 0, width: Math.max(x1 - x0, 0.5), height: 60 }));
+    svg.append(el('rect', { class: up ? 'up' : 'down', x: Math.max(0, x0), y: 0, width: Math.max(x1 - x0, width), height: 60 }));
     if (!up) down += j - i + 1;
     i = j + 1;
   }

@@ -119,7 +119,9 @@ mod tests {
     #[test]
     fn buckets_are_ordered_and_within_an_eighth() {
         let mut last = 0;
-        for us in [0u64, 1, 15, 16, 17, 100, 999, 1_000, 12_345, 1_000_000, 10_000_000] {
+        for us in [
+            0u64, 1, 15, 16, 17, 100, 999, 1_000, 12_345, 1_000_000, 10_000_000,
+        ] {
             let b = bucket(us);
             assert!(b >= last, "bucket of {us} goes backwards");
             last = b;

@@ -80,11 +80,7 @@ impl Series {
         let samples = self.samples.lock();
         match since_ms {
             None => samples.iter().cloned().collect(),
-            Some(since) => samples
-                .iter()
-                .filter(|s| s.t_ms > since)
-                .cloned()
-                .collect(),
+            Some(since) => samples.iter().filter(|s| s.t_ms > since).cloned().collect(),
         }
     }
 
@@ -92,12 +88,7 @@ impl Series {
     /// hub's latency window) into a new ring of [`CAPACITY`], until the ring is dropped.
     pub fn start(link: LinkHandle, hub: StreamHub) -> Arc<Series> {
         let series = Arc::new(Series::new(CAPACITY));
-        tokio::spawn(sample_every(
-            INTERVAL,
-            Arc::downgrade(&series),
-            link,
-            hub,
-        ));
+        tokio::spawn(sample_every(INTERVAL, Arc::downgrade(&series), link, hub));
         series
     }
 }

@@ -36,8 +36,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::frame::{self, EventId, Frame};
 use super::replay::{ReplayRing, ResumePoint};
-use crate::console::latency::LatencyWindow;
 use crate::bus::{Bus, BusEvent, RecvError, Subscription as BusSubscription};
+use crate::console::latency::LatencyWindow;
 use crate::event_meta::policy_event;
 use crate::policy::{Policies, RouteDecision};
 
