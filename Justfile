@@ -74,12 +74,16 @@ contract: contract-tools
     target="${CARGO_TARGET_DIR:-{{justfile_directory()}}/target}"; \
     python3 tests/contract/run.py "$target/debug/gateway-host" "$target/contract-venv/bin/schemathesis"
 
-# Browser test of the demo page: Debian's chromium driven by playwright-core (npm).
-# Needs `apt-get install chromium` once; the screenshot lands in <target>/e2e/demo.png.
+# Browser tests of the demo page and the operator console (/admin/console): Debian's chromium
+# driven by playwright-core (npm). Needs `apt-get install chromium` once; the screenshots land
+# in <target>/e2e/. The console test uploads the `voice-typing` test component, built here.
 e2e: setup
     cargo build -p gateway-host
+    target="${CARGO_TARGET_DIR:-{{justfile_directory()}}/target}"; \
+    env -u CARGO_TARGET_DIR cargo build --profile component --target wasm32-wasip2 --target-dir "$target/wasm-components" -p voice-typing
     cd tests/browser && npm ci --silent --no-audit --no-fund
     target="${CARGO_TARGET_DIR:-{{justfile_directory()}}/target}"; node tests/browser/demo.mjs "$target/debug/gateway-host" "$target/e2e"
+    target="${CARGO_TARGET_DIR:-{{justfile_directory()}}/target}"; node tests/browser/console.mjs "$target/debug/gateway-host" "$target/wasm-components/wasm32-wasip2/component" "$target/e2e"
 
 # Benchmarks (see bench/RESULTS.md for the latest figures): component calls, then the SSE
 # harness against a release `gateway-host serve` process on loopback.

@@ -41,8 +41,24 @@ pub fn router(
         .with_state(state)
 }
 
+/// Admin-only routes defined in other modules (the console's series): the same admin token
+/// check and JSON errors as the component routes.
+pub fn guarded(routes: Router, token: Option<Secret>) -> Router {
+    routes
+        .layer(middleware::from_fn_with_state(token, authorize_token))
+        .layer(middleware::from_fn(crate::api_error::json_errors))
+}
+
 async fn authorize(State(state): State<AdminState>, request: Request, next: Next) -> Response {
-    let Some(token) = &state.token else {
+    authorize_token(State(state.token), request, next).await
+}
+
+async fn authorize_token(
+    State(token): State<Option<Secret>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = &token else {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "admin_disabled",

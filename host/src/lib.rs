@@ -8,6 +8,7 @@
 //! * [`legacy_ws`]: the legacy voice bridge `/api/ws` (off by default).
 //! * [`internal_events`]: app-side publishing `POST /api/internal/events` (off by default).
 //! * [`admin`]: the operator listener (component management).
+//! * [`console`]: the operator console page and its time series (admin listener).
 //! * [`server`]: running a host: listeners, watcher, shutdown.
 //! * [`http1`]: the HTTP/1.1 listeners and their limits; [`fd_limit`]: the descriptor
 //!   budget behind the connection caps; [`write_stall`]: cutting peers that stop reading.
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod client_js;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod cors;
 pub mod demo;
 pub mod event_meta;

@@ -54,6 +54,8 @@ pub struct Host {
     pub demo_sim: Option<gateway_sim::Control>,
     /// The public listener's connection cap (resolved from the file limit if not set).
     pub max_connections: usize,
+    /// The last minutes of link state, events/s, latency and clients, for the console.
+    pub series: Arc<crate::console::Series>,
     cors_origins: CorsOrigins,
     _watcher: Option<ComponentsWatcher>,
 }
@@ -86,6 +88,7 @@ impl Host {
             .then(|| LegacyBridge::start(&bus, policies.clone(), config.legacy_ws.clone()));
         let link = link::spawn(link_config, bus.clone());
         let commands = CommandPipeline::start(config.commands.clone(), link.clone());
+        let series = crate::console::Series::start(link.clone(), hub.clone());
         Ok(Host {
             policies,
             auth,
@@ -98,6 +101,7 @@ impl Host {
             demo_mode: false,
             demo_sim: None,
             max_connections,
+            series,
             cors_origins,
             _watcher: watcher,
         })
@@ -144,6 +148,20 @@ pub fn health_router(link: LinkHandle, policies: Arc<Policies>) -> Router {
             get(move || async move { readiness(link.state(), &policies) }),
         )
         .route("/metrics", get(|| async { metrics_response() }))
+}
+
+/// Every admin-listener route: the admin API, the operator console, health.
+pub fn admin_router(host: &Host, config: &Config) -> Router {
+    admin::router(
+        host.policies.clone(),
+        config.admin_token.clone(),
+        config.max_component_bytes,
+    )
+    .merge(crate::console::router(
+        host.series.clone(),
+        config.admin_token.clone(),
+    ))
+    .merge(health_router(host.link.clone(), host.policies.clone()))
 }
 
 /// Every public route: health, the demo page, the stream, the commands; CORS by allow-list.
@@ -249,12 +267,7 @@ pub async fn serve_host_on(
     // Set to the moment shutdown was asked for: both listeners drain at once, and the
     // whole shutdown (listeners, then the link) is bounded by one deadline from then.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
-    let admin_app = admin::router(
-        host.policies.clone(),
-        config.admin_token.clone(),
-        config.max_component_bytes,
-    )
-    .merge(health_router(host.link.clone(), host.policies.clone()));
+    let admin_app = admin_router(&host, config);
     let mut admin_stop = stop_rx.clone();
     let admin_limits = Limits::new(
         "admin",

@@ -20,7 +20,8 @@
 //!
 //! Metrics: `gateway_sse_clients` (gauge), `gateway_sse_deliveries_total`,
 //! `gateway_sse_slow_client_drops_total`, `gateway_sse_resets_total{cause}`,
-//! `gateway_sse_replay_bytes` (gauge), `gateway_event_to_sse_seconds`.
+//! `gateway_sse_replay_bytes` (gauge), `gateway_event_to_sse_seconds` (also recorded per
+//! second for the operator console, see [`crate::console`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use tokio::sync::{mpsc, watch};
 use super::frame::{self, EventId, Frame};
 use super::replay::{ReplayRing, ResumePoint};
 use crate::bus::{Bus, BusEvent, RecvError, Subscription as BusSubscription};
+use crate::console::latency::LatencyWindow;
 use crate::event_meta::policy_event;
 use crate::policy::{Policies, RouteDecision};
 
@@ -102,6 +104,9 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     /// `gateway_sse_replay_bytes`, resolved once (setting it is one atomic store).
     replay_bytes: metrics::Gauge,
+    /// The same gateway→SSE latencies as `gateway_event_to_sse_seconds`, per second, for
+    /// the operator console.
+    latency: Arc<LatencyWindow>,
 }
 
 /// Handle to the hub; cheap to clone.
@@ -203,6 +208,7 @@ impl StreamHub {
                 lagged: AtomicU64::new(0),
                 shutdown: watch::channel(false).0,
                 replay_bytes: metrics::gauge!("gateway_sse_replay_bytes"),
+                latency: Arc::new(LatencyWindow::default()),
             }),
         };
         tokio::spawn(run(
@@ -218,6 +224,12 @@ impl StreamHub {
     /// The stream settings.
     pub fn settings(&self) -> &StreamSettings {
         &self.inner.settings
+    }
+
+    /// The window the hub records each frame's gateway→SSE latency into (the console's
+    /// sampler empties it once a second).
+    pub fn latency_window(&self) -> Arc<LatencyWindow> {
+        self.inner.latency.clone()
     }
 
     /// Open streams.
@@ -372,8 +384,9 @@ impl StreamHub {
         drop(state);
         self.inner.replay_bytes.set(ring_bytes as f64);
         metrics::counter!("gateway_sse_deliveries_total").increment(delivered);
-        metrics::histogram!("gateway_event_to_sse_seconds")
-            .record(frame.received_at.elapsed().as_secs_f64());
+        let latency = frame.received_at.elapsed();
+        metrics::histogram!("gateway_event_to_sse_seconds").record(latency.as_secs_f64());
+        self.inner.latency.record(latency);
         if lagged > 0 {
             self.inner.lagged.fetch_add(lagged, Ordering::Relaxed);
             metrics::counter!("gateway_sse_slow_client_drops_total").increment(lagged);
