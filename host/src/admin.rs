@@ -146,9 +146,9 @@ async fn read_upload(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
     if !multipart {
-        let body = Bytes::from_request(request, &()).await.map_err(|e| {
-            ApiError::new(e.status(), "bad_body", e.body_text())
-        })?;
+        let body = Bytes::from_request(request, &())
+            .await
+            .map_err(|e| rejected(e.status(), e.body_text()))?;
         if body.len() > max_component_bytes {
             return Err(too_large(max_component_bytes));
         }
@@ -159,13 +159,16 @@ async fn read_upload(
         .await
         .map_err(|e| bad(e.body_text()))?;
     let (mut component, mut config) = (None, None);
-    while let Some(field) = form.next_field().await.map_err(|e| {
-        ApiError::new(e.status(), "bad_multipart", e.body_text())
-    })? {
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| rejected(e.status(), e.body_text()))?
+    {
         let name = field.name().unwrap_or_default().to_string();
-        let data = field.bytes().await.map_err(|e| {
-            ApiError::new(e.status(), "bad_multipart", e.body_text())
-        })?;
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| rejected(e.status(), e.body_text()))?;
         match name.as_str() {
             "component" if component.is_none() => component = Some(data),
             "config" if config.is_none() => config = Some(data),
@@ -203,10 +206,20 @@ async fn read_upload(
     Ok((component, config))
 }
 
+/// A body the framework could not read (too large, cut short, malformed multipart).
+fn rejected(status: StatusCode, message: String) -> ApiError {
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "payload_too_large"
+    } else {
+        "bad_body"
+    };
+    ApiError::new(status, code, message)
+}
+
 fn too_large(max: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
+        "payload_too_large",
         format!("the component is larger than the {max}-byte limit (max-component-mib)"),
     )
 }

@@ -319,6 +319,16 @@ impl Policies {
             WorldInstance::Router(r) => {
                 let route = r.call_route(store, event)?;
                 limits.check_route(&route)?;
+                // A replacement that is not JSON is a failed call (the failure policy
+                // answers), never a reason to send the original payload.
+                if let Route::Deliver(d) = &route
+                    && let Some(payload) = &d.payload
+                    && serde_json::from_str::<serde::de::IgnoredAny>(payload).is_err()
+                {
+                    return Err(wasmtime::format_err!(
+                        "the router's replacement payload is not JSON"
+                    ));
+                }
                 Ok(route)
             }
             _ => Err(wasmtime::format_err!(

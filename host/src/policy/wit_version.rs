@@ -101,6 +101,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_constants_match_wit() {
+        let wit = include_str!("../../../wit/policy.wit");
+        assert!(wit.contains(&format!("package {PACKAGE}@{};", version_text())));
+        assert!(MAJORS.contains(&VERSION.0));
+    }
+
+    #[test]
     fn majors_and_minors() {
         assert!(check_version("1.0.0").is_ok());
         assert!(check_version("1.0.3").is_ok());
