@@ -232,37 +232,50 @@ fn check(
     component_config: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(config.as_deref())?;
-    let bytes =
-        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    // The same rule `serve` applies to the components directory.
-    let init_config = resolve_config(
-        Some(file),
-        component_config.as_deref(),
-        &config.slot(slot).config,
-    )
-    .map_err(anyhow::Error::msg)?;
-    let runtime = crate::policy::runtime::PolicyRuntime::new(config.policy.limits.clone())?;
-    match ComponentVersion::load(
-        &runtime,
-        slot,
-        &bytes,
-        init_config,
-        file.display().to_string(),
-    ) {
+    match check_component(&config, slot, file, component_config.as_deref())? {
         Ok(version) => {
             println!(
                 "ok: {} implements {slot} (sha256 {}, {} bytes)",
                 file.display(),
                 version.sha256(),
-                bytes.len()
+                version.info().size_bytes
             );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            println!("refused: {} for slot {slot}: {e}", file.display());
+            println!(
+                "refused: {} for slot {slot} (step {}): {e}",
+                file.display(),
+                crate::admin::load_step(&e)
+            );
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `component check`: load `file` for `slot` exactly as `serve` would load it from a
+/// components directory (same configuration rule, see [`resolve_config`]: the explicit
+/// `component_config`, else the `.toml` beside `file`, else `config`'s slot keys), without
+/// touching any live slot. Only `init` runs. The outer error is a file that could not be
+/// read; the inner one the step the component failed at.
+pub fn check_component(
+    config: &Config,
+    slot: SlotKind,
+    file: &std::path::Path,
+    component_config: Option<&std::path::Path>,
+) -> anyhow::Result<Result<ComponentVersion, crate::policy::LoadError>> {
+    let bytes =
+        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let init_config = resolve_config(Some(file), component_config, &config.slot(slot).config)
+        .map_err(anyhow::Error::msg)?;
+    let runtime = crate::policy::runtime::PolicyRuntime::new(config.policy.limits.clone())?;
+    Ok(ComponentVersion::load(
+        &runtime,
+        slot,
+        &bytes,
+        init_config,
+        file.display().to_string(),
+    ))
 }
 
 fn load(
@@ -315,7 +328,7 @@ fn load(
 
 /// A `multipart/form-data` body with the parts `component` (the wasm) and `config` (TOML),
 /// and its content type. The boundary is random and checked not to occur in either part.
-fn multipart_body(component: &[u8], config: &[u8]) -> (String, Vec<u8>) {
+pub fn multipart_body(component: &[u8], config: &[u8]) -> (String, Vec<u8>) {
     let boundary = loop {
         let candidate = format!("gateway-host-{:032x}", rand::random::<u128>());
         let found = |data: &[u8]| {
