@@ -69,6 +69,13 @@ impl ComponentConfig {
     }
 }
 
+/// No configuration (`init` gets an empty list).
+impl Default for ComponentConfig {
+    fn default() -> ComponentConfig {
+        ComponentConfig::none()
+    }
+}
+
 /// Tests and tools hand explicit pairs: source `admin` (or `none` when empty).
 impl From<Vec<(String, String)>> for ComponentConfig {
     fn from(pairs: Vec<(String, String)>) -> ComponentConfig {
