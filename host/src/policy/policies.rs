@@ -161,15 +161,25 @@ fn resolve_source(keys: &[(String, String)]) -> ConfigSource {
     }
 }
 
-/// A slot's initial component failed to load.
+/// A slot's initial component failed to load. Displayed without its source (shown by
+/// `{:#}` as the next link of the chain): `component file <path>: refused for slot <slot>`
+/// for a components-directory file, `initial <slot> component (default)` otherwise.
 #[derive(Debug, thiserror::Error)]
-#[error("initial {slot} component ({origin}): {source}")]
 pub struct StartError {
     pub slot: SlotKind,
     /// Where it came from (`default` or `file:<path>`).
     pub origin: String,
     #[source]
     pub source: LoadError,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.origin.strip_prefix("file:") {
+            Some(path) => write!(f, "component file {path}: refused for slot {}", self.slot),
+            None => write!(f, "initial {} component ({})", self.slot, self.origin),
+        }
+    }
 }
 
 impl Policies {
