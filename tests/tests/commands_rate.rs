@@ -88,7 +88,13 @@ async fn limiter_swap_mid_burst_keeps_the_buckets() -> anyhow::Result<()> {
     }
     let bytes = default_component(SlotKind::RateLimiter).to_vec();
     // The same component with the same configuration, swapped in.
-    let config = host.host.policies.slot(SlotKind::RateLimiter).current().config().clone();
+    let config = host
+        .host
+        .policies
+        .slot(SlotKind::RateLimiter)
+        .current()
+        .config()
+        .clone();
     host.host
         .policies
         .load(SlotKind::RateLimiter, bytes, "test".into(), config)

@@ -76,7 +76,11 @@ async fn admin_loads_a_limiter_with_its_own_config_and_rollback_restores_it() ->
 
     // Multipart with its own keys: loaded with them (not the default's), and enforced.
     let (status, body) = admin
-        .put_with_config("rate-limiter", KEYED_LIMITER, "burst = 2\nrefill-ms = 600000\n")
+        .put_with_config(
+            "rate-limiter",
+            KEYED_LIMITER,
+            "burst = 2\nrefill-ms = 600000\n",
+        )
         .await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["loaded"]["configSource"], "admin");
@@ -100,9 +104,15 @@ async fn admin_loads_a_limiter_with_its_own_config_and_rollback_restores_it() ->
     assert_eq!(body["error"]["code"], "component_rejected");
     assert_eq!(body["error"]["step"], "init");
     let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("unknown config key \"bogus\""), "{message}");
+    assert!(
+        message.contains("unknown config key \"bogus\""),
+        "{message}"
+    );
     let (_, slot) = admin.get(Some("rate-limiter")).await?;
-    assert_eq!(slot["current"]["sha256"], keyed_sha, "the live version is unchanged");
+    assert_eq!(
+        slot["current"]["sha256"], keyed_sha,
+        "the live version is unchanged"
+    );
     assert_eq!(
         slot["current"]["config"],
         json!({"burst": "2", "refill-ms": "600000"})
@@ -205,7 +215,10 @@ async fn components_dir_limiter_gets_its_config_from_the_file_then_its_toml() ->
     assert_eq!(sends(h.server(), "602", 5).await?, burst_then_429(4));
 
     // A bad .toml is refused by init; the live version and its config stay.
-    std::fs::write(dir.path().join("rate-limiter.toml"), "burst = 4\nnope = 1\n")?;
+    std::fs::write(
+        dir.path().join("rate-limiter.toml"),
+        "burst = 4\nnope = 1\n",
+    )?;
     wait_until(T, "the bad .toml to be refused", || {
         policies
             .slot(SlotKind::RateLimiter)
@@ -228,7 +241,9 @@ async fn components_dir_limiter_gets_its_config_from_the_file_then_its_toml() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_and_serve_agree_on_the_components_config() -> anyhow::Result<()> {
     let sim = start_sim().await?;
-    let cases: [(Option<&str>, &[(&str, &str)], Option<&str>); 4] = [
+    // (the .toml beside the wasm, the config file's slot keys, the key both refuse)
+    type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], Option<&'a str>);
+    let cases: [Case; 4] = [
         // Its own keys in the config file: both accept.
         (None, &[("burst", "2")], None),
         // The default limiter's keys in the config file: both refuse, naming the key.
@@ -236,7 +251,11 @@ async fn check_and_serve_agree_on_the_components_config() -> anyhow::Result<()> 
         // A .toml beside it wins over the config file's keys: both accept.
         (Some("burst = 2\n"), &[("refill-tokens", "5")], None),
         // A bad .toml: both refuse, naming the key.
-        (Some("burst = 2\nnope = 1\n"), &[("burst", "2")], Some("nope")),
+        (
+            Some("burst = 2\nnope = 1\n"),
+            &[("burst", "2")],
+            Some("nope"),
+        ),
     ];
     for (toml, keys, refused) in cases {
         let dir = dir_with_keyed(toml)?;
@@ -255,7 +274,10 @@ async fn check_and_serve_agree_on_the_components_config() -> anyhow::Result<()> 
                     other => panic!("{toml:?} {keys:?}: check gave {:?}", other.map(|_| ())),
                 }
                 let e = served.err().map(|e| format!("{e:#}")).unwrap_or_default();
-                assert!(e.contains(key) && e.contains("rate-limiter.wasm"), "serve: {e:?}");
+                assert!(
+                    e.contains(key) && e.contains("rate-limiter.wasm"),
+                    "serve: {e:?}"
+                );
             }
         }
     }

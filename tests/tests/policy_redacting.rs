@@ -105,7 +105,10 @@ async fn route_and_collect(h: &TestHost) -> anyhow::Result<Outcome> {
         .iter()
         .filter_map(|v| v["d"]["content"].as_str().map(str::to_string))
         .collect();
-    anyhow::ensure!(!originals.is_empty(), "the simulator sent messages with content");
+    anyhow::ensure!(
+        !originals.is_empty(),
+        "the simulator sent messages with content"
+    );
     let mut outcome = Outcome {
         messages: 0,
         leaked: 0,
@@ -132,7 +135,11 @@ async fn route_and_collect(h: &TestHost) -> anyhow::Result<Outcome> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_closed_never_delivers_the_original_content() -> anyhow::Result<()> {
     let o = run(FailurePolicy::FailClosed, false).await?;
-    assert!(o.messages >= 30, "many messages get through: {}", o.messages);
+    assert!(
+        o.messages >= 30,
+        "many messages get through: {}",
+        o.messages
+    );
     assert_eq!(o.leaked, 0, "no original content reached the client");
     assert!(
         o.messages < o.sent,
@@ -146,7 +153,11 @@ async fn fail_closed_never_delivers_the_original_content() -> anyhow::Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_previous_answers_with_the_previous_redacting_version() -> anyhow::Result<()> {
     let o = run(FailurePolicy::FailPrevious, true).await?;
-    assert!(o.messages >= 30, "many messages get through: {}", o.messages);
+    assert!(
+        o.messages >= 30,
+        "many messages get through: {}",
+        o.messages
+    );
     assert_eq!(o.leaked, 0, "no original content reached the client");
     assert!(
         o.by_previous > 0,

@@ -42,11 +42,18 @@ fn check_refuses_another_major_and_a_newer_minor() -> anyhow::Result<()> {
 async fn admin_refuses_other_versions_at_the_version_step() -> anyhow::Result<()> {
     let policies = Arc::new(Policies::with_defaults(relaxed_settings())?);
     let admin = AdminServer::start(policies.clone()).await?;
-    let live = policies.slot(SlotKind::EventRouter).current().sha256().to_string();
+    let live = policies
+        .slot(SlotKind::EventRouter)
+        .current()
+        .sha256()
+        .to_string();
     for (path, needles) in [
         (
             WIT_V2_ROUTER_PATH,
-            ["built against gateway:policy@2.0.0", "serves gateway:policy@1.0.0"],
+            [
+                "built against gateway:policy@2.0.0",
+                "serves gateway:policy@1.0.0",
+            ],
         ),
         (
             WIT_V1_1_ROUTER_PATH,

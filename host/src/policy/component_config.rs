@@ -90,7 +90,9 @@ impl From<Vec<(String, String)>> for ComponentConfig {
 
 /// A TOML value as `init` gets it: strings as themselves, anything else as its TOML text.
 pub fn value_text(v: &toml::Value) -> String {
-    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
 }
 
 /// Parse a component configuration: a flat TOML table `key = value`, in key order.
@@ -120,8 +122,8 @@ pub fn read_config_file(path: &Path) -> Result<Option<Vec<(String, String)>>, St
         Err(ReadError::Gone) => return Ok(None),
         Err(ReadError::Refused(reason)) => return Err(format!("{}: {reason}", path.display())),
     };
-    let text = String::from_utf8(bytes)
-        .map_err(|_| format!("{}: is not UTF-8 text", path.display()))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("{}: is not UTF-8 text", path.display()))?;
     parse_toml(&text)
         .map(Some)
         .map_err(|e| format!("{}: {e}", path.display()))
@@ -189,9 +191,18 @@ mod tests {
         let wasm = dir.path().join("rate-limiter.wasm");
         let keys = vec![("capacity".to_string(), "5".to_string())];
         let c = resolve_config(Some(&wasm), None, &keys).unwrap();
-        assert_eq!((c.pairs.clone(), c.source), (keys.clone(), ConfigSource::ConfigFile));
-        assert_eq!(resolve_config(None, None, &[]).unwrap().source, ConfigSource::Default);
-        assert_eq!(resolve_config(Some(&wasm), None, &[]).unwrap().source, ConfigSource::None);
+        assert_eq!(
+            (c.pairs.clone(), c.source),
+            (keys.clone(), ConfigSource::ConfigFile)
+        );
+        assert_eq!(
+            resolve_config(None, None, &[]).unwrap().source,
+            ConfigSource::Default
+        );
+        assert_eq!(
+            resolve_config(Some(&wasm), None, &[]).unwrap().source,
+            ConfigSource::None
+        );
         std::fs::write(dir.path().join("rate-limiter.toml"), "burst = 2").unwrap();
         let c = resolve_config(Some(&wasm), None, &keys).unwrap();
         assert_eq!(c.pairs, vec![("burst".to_string(), "2".to_string())]);

@@ -36,8 +36,8 @@ pub mod watch;
 pub mod wit_version;
 
 pub use bindings::types;
-pub use component_config::{ComponentConfig, ConfigSource};
 pub use breaker::{BreakerInfo, BreakerSettings, BreakerState};
+pub use component_config::{ComponentConfig, ConfigSource};
 pub use limits::RuntimeLimits;
 pub use policies::{
     LimitOutcome, Policies, PolicySettings, RouteDecision, Validation, Verdict, VoiceDecision,

@@ -23,17 +23,17 @@ use super::bindings::types::{
 use super::bounds::OutputBound;
 use super::breaker::BreakerSettings;
 use super::buckets::{BucketLimits, BucketStore};
+use super::component_config::{ComponentConfig, ConfigSource, resolve_config};
 use super::defaults::default_component;
 use super::executor::{ExecutorStopped, PolicyExecutor, RunError};
 use super::limits::RuntimeLimits;
 use super::runtime::PolicyRuntime;
 use super::slot::{PolicySlot, SlotInfo, SlotSettings};
 use super::slot_kind::{FailurePolicy, SlotKind};
-use super::component_config::{ComponentConfig, ConfigSource, resolve_config};
-use super::watch::{ReadError, read_component_file};
-use std::path::Path;
 use super::store_data::StoreData;
 use super::version::{CallFailure, ComponentVersion, LoadError, WorldInstance};
+use super::watch::{ReadError, read_component_file};
+use std::path::Path;
 use wasmtime::Store;
 
 /// Retry-after reported when the limiter fails closed.
@@ -434,8 +434,7 @@ impl Policies {
         &'a self,
         request: &'a RateRequest,
         now_ms: u64,
-    ) -> impl Fn(&mut Store<StoreData>, &WorldInstance) -> wasmtime::Result<LimitVerdict> + 'a
-    {
+    ) -> impl Fn(&mut Store<StoreData>, &WorldInstance) -> wasmtime::Result<LimitVerdict> + 'a {
         move |store, instance| {
             let WorldInstance::Limiter(limiter) = instance else {
                 return Err(wasmtime::format_err!(
@@ -537,8 +536,7 @@ impl Policies {
     fn voice_call<'a>(
         &'a self,
         event: &'a Event,
-    ) -> impl Fn(&mut Store<StoreData>, &WorldInstance) -> wasmtime::Result<VoiceVerdict> + 'a
-    {
+    ) -> impl Fn(&mut Store<StoreData>, &WorldInstance) -> wasmtime::Result<VoiceVerdict> + 'a {
         let limits = &self.limits;
         move |store, instance| match instance {
             WorldInstance::Voice(v) => {

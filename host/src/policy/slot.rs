@@ -21,8 +21,8 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use super::component_config::ComponentConfig;
 use super::breaker::{Breaker, BreakerInfo, BreakerSettings, Tripped};
+use super::component_config::ComponentConfig;
 use super::runtime::PolicyRuntime;
 use super::slot_kind::{FailurePolicy, SlotKind};
 use super::store_data::StoreData;

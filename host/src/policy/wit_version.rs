@@ -112,7 +112,10 @@ mod tests {
         assert!(check_version("1.0.0").is_ok());
         assert!(check_version("1.0.3").is_ok());
         let e = check_version("2.0.0").unwrap_err();
-        assert!(e.contains("gateway:policy@2.0.0") && e.contains("gateway:policy@1.0.0"), "{e}");
+        assert!(
+            e.contains("gateway:policy@2.0.0") && e.contains("gateway:policy@1.0.0"),
+            "{e}"
+        );
         let e = check_version("1.1.0").unwrap_err();
         assert!(e.contains("newer minor") && e.contains("1.1.0"), "{e}");
         assert!(check_version("0.9.0").is_err());

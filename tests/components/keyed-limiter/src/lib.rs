@@ -74,7 +74,9 @@ impl Guest for Keyed {
         };
         let back = now_ms.saturating_sub(last) / s.refill_ms;
         if back > 0 {
-            tokens = tokens.saturating_add(back.min(u32::MAX as u64) as u32).min(s.burst);
+            tokens = tokens
+                .saturating_add(back.min(u32::MAX as u64) as u32)
+                .min(s.burst);
             last = last.saturating_add(back.saturating_mul(s.refill_ms));
         }
         let verdict = if tokens > 0 {
