@@ -19,6 +19,7 @@ fn main() {
         "redacting-router",
         "wit-v2-router",
         "wit-v1-1-router",
+        "example-voice-filter",
     ];
     let paths = build_support::build_components(workspace, &packages);
     for (package, path) in packages.iter().zip(paths) {

@@ -17,6 +17,9 @@ pub const REDACTING_ROUTER: &[u8] = include_bytes!(env!("GATEWAY_TEST_REDACTING_
 pub const WIT_V2_ROUTER_PATH: &str = env!("GATEWAY_TEST_WIT_V2_ROUTER_WASM");
 /// Path of the router built against `gateway:policy@1.1.0`.
 pub const WIT_V1_1_ROUTER_PATH: &str = env!("GATEWAY_TEST_WIT_V1_1_ROUTER_WASM");
+/// The Rust example of `docs/components.md`, compiled.
+pub const EXAMPLE_VOICE_FILTER: &[u8] =
+    include_bytes!(env!("GATEWAY_TEST_EXAMPLE_VOICE_FILTER_WASM"));
 /// Path of the keyed limiter (for the CLI and the components directory).
 pub const KEYED_LIMITER_PATH: &str = env!("GATEWAY_TEST_KEYED_LIMITER_WASM");
 
