@@ -11,7 +11,9 @@ const CRATE: &str = include_str!("../components/example-voice-filter/src/lib.rs"
 
 /// The lines between the crate's markers.
 fn example() -> String {
-    let start = CRATE.find("// --- example start ---\n").expect("start marker");
+    let start = CRATE
+        .find("// --- example start ---\n")
+        .expect("start marker");
     let end = CRATE.find("// --- example end ---").expect("end marker");
     CRATE[start + "// --- example start ---\n".len()..end].to_string()
 }

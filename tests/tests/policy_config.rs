@@ -235,6 +235,20 @@ async fn components_dir_limiter_gets_its_config_from_the_file_then_its_toml() ->
         )
     );
     assert_eq!(sends(h.server(), "603", 5).await?, burst_then_429(4));
+
+    // The .toml removed: what a restart would give, the config file's keys again.
+    std::fs::remove_file(dir.path().join("rate-limiter.toml"))?;
+    wait_until(T, "the config file's keys to be back", || {
+        policies
+            .slot(SlotKind::RateLimiter)
+            .current()
+            .config()
+            .pairs
+            .contains(&("burst".into(), "2".into()))
+    })
+    .await?;
+    assert_eq!(live_config(&h).await.0, "config-file");
+    assert_eq!(sends(h.server(), "604", 3).await?, burst_then_429(2));
     Ok(())
 }
 
