@@ -15,7 +15,7 @@ use gateway_host::policy::{LoadError, SlotKind};
 use gateway_tests::admin::AdminServer;
 use gateway_tests::commands::{TestHost as Server, limiter_config, test_config};
 use gateway_tests::host::{TestHost, start_host};
-use gateway_tests::policy::{KEYED_LIMITER, KEYED_LIMITER_PATH};
+use gateway_tests::policy::{KEYED_LIMITER, KEYED_LIMITER_PATH, relaxed_limits};
 use gateway_tests::{start_sim, wait_until};
 use serde_json::{Value, json};
 
@@ -58,6 +58,7 @@ async fn admin_loads_a_limiter_with_its_own_config_and_rollback_restores_it() ->
 {
     // The config file configures the *default* limiter with keys the keyed limiter refuses.
     let h = start_host(|c| {
+        c.policy.limits = relaxed_limits();
         limiter_config(c, &[("burst", "10"), ("refill-tokens", "5")]);
     })
     .await?;
@@ -161,6 +162,7 @@ fn with_dir(dir: &Path, keys: &[(&str, &str)]) -> impl FnOnce(&mut gateway_host:
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     move |c| {
+        c.policy.limits = relaxed_limits();
         c.components_dir = Some(dir);
         let pairs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (&**k, &**v)).collect();
         limiter_config(c, &pairs);
