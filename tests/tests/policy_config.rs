@@ -119,6 +119,14 @@ async fn admin_loads_a_limiter_with_its_own_config_and_rollback_restores_it() ->
         json!({"burst": "2", "refill-ms": "600000"})
     );
     assert_eq!(sends(h.server(), "503", 3).await?, burst_then_429(2));
+    let (status, body) = admin
+        .put_with_config("rate-limiter", KEYED_LIMITER, "burst = \n")
+        .await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("bad_config")),
+        "{body}"
+    );
 
     // Raw bytes: the component gets an empty config (its own defaults: burst 3), not the
     // config file's keys for the default limiter.
