@@ -2,9 +2,14 @@
 //!
 //! Callers get an answer from every call: the component's verdict, or when the component
 //! failed, its answer was over a bound (see [`super::bounds`]), the slot's breaker is open,
-//! or an async caller's deadline passed, the slot's failure policy (fail-open or
-//! fail-closed), flagged as a fallback. The rate limiter's buckets live here, beside the
-//! slots, not in any component version.
+//! or an async caller's deadline passed, the slot's failure policy (fail-open,
+//! fail-closed, or fail-previous: the slot's previous version answers, else fail-closed),
+//! flagged as a fallback. The rate limiter's buckets live here, beside the slots, not in
+//! any component version.
+//!
+//! Each slot's starting component is chosen here too ([`Policies::start`]): the components
+//! directory's `<slot>.wasm` when there is one, else the embedded default, with the
+//! configuration [`resolve_config`] gives it.
 //!
 //! Async callers use the `*_async` methods and [`Policies::route_events`]: they never wait
 //! on a call thread longer than [`RuntimeLimits::caller_deadline`] for the calls involved,
@@ -12,10 +17,12 @@
 //! `gateway_component_caller_timeouts_total{slot}`).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use wasmtime::Store;
 
 use super::bindings::types::{
     Command, Event, EventMeta, FieldError, LimitVerdict, RateRequest, Route, VoiceVerdict,
@@ -33,8 +40,6 @@ use super::slot_kind::{FailurePolicy, SlotKind};
 use super::store_data::StoreData;
 use super::version::{CallFailure, ComponentVersion, LoadError, WorldInstance};
 use super::watch::{ReadError, read_component_file};
-use std::path::Path;
-use wasmtime::Store;
 
 /// Retry-after reported when the limiter fails closed.
 const FAIL_CLOSED_RETRY_MS: u64 = 1_000;
