@@ -12,6 +12,14 @@ default:
 setup:
     rustup target add wasm32-wasip2
 
+# Create a component crate NAME for SLOT (event-router, rate-limiter, command-validator,
+# voice-filter) in the current directory, from the template built into gateway-host; it
+# builds, checks and passes its cases.jsonl unedited (see docs/component-authors.md).
+[no-cd]
+new-component NAME SLOT:
+    rustup target add wasm32-wasip2
+    cargo run --quiet --manifest-path {{justfile_directory()}}/Cargo.toml -p gateway-host -- component new --slot {{SLOT}} {{NAME}}
+
 # Build the default policy components for wasm32-wasip2 and print where they are.
 build-components: setup
     cargo build --profile component --target wasm32-wasip2 --target-dir target/wasm-components {{components}}

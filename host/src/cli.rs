@@ -1,4 +1,4 @@
-//! The command line: `serve`, `demo`, `token`, and `component check|load`.
+//! The command line: `serve`, `demo`, `token`, and `component check|load|test|new`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -120,6 +120,35 @@ enum ComponentCommand {
         #[arg(long, env = "GATEWAY_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: String,
     },
+    /// Run a component against a case file (JSON Lines: input and expected verdict per
+    /// line); exit 0 if every case passes, 1 if one fails, 2 if the case file is bad.
+    Test {
+        /// Slot: event-router, rate-limiter, command-validator or voice-filter.
+        #[arg(long)]
+        slot: SlotKind,
+        /// The component (.wasm).
+        file: PathBuf,
+        /// The case file (see docs/component-authors.md).
+        #[arg(long)]
+        cases: PathBuf,
+        /// Configuration file whose slot settings are handed to `init` (and whose limits apply).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The component's own config (flat TOML `key = value`), handed to `init`.
+        #[arg(long)]
+        component_config: Option<PathBuf>,
+    },
+    /// Create a component crate for a slot from the built-in template.
+    New {
+        /// Slot: event-router, rate-limiter, command-validator or voice-filter.
+        #[arg(long)]
+        slot: SlotKind,
+        /// Crate name (lowercase letters, digits, '-', '_'); also the directory name.
+        name: String,
+        /// Directory to create the crate in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 /// Entry point of the binary.
@@ -222,6 +251,27 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             &admin_addr,
             &admin_token,
         ),
+        Command::Component(ComponentCommand::Test {
+            slot,
+            file,
+            cases,
+            config,
+            component_config,
+        }) => crate::authoring::test_component(
+            slot,
+            &file,
+            &cases,
+            config.as_deref(),
+            component_config.as_deref(),
+        ),
+        Command::Component(ComponentCommand::New { slot, name, dir }) => {
+            let root = crate::authoring::template::create(slot, &name, &dir)?;
+            println!(
+                "{}",
+                crate::authoring::template::next_steps(slot, &name, &root)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

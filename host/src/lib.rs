@@ -17,11 +17,12 @@
 //! * [`metrics`]: Prometheus metrics.
 //! * [`config`]: configuration from file and environment.
 //! * [`cors`]: the CORS allow-list, checked at start.
-//! * [`cli`]: the command line.
+//! * [`cli`]: the command line; [`authoring`]: `component new|test`, the author's kit.
 
 pub mod admin;
 pub mod api_error;
 pub mod auth;
+pub mod authoring;
 pub mod bus;
 pub mod cli;
 pub mod client_js;

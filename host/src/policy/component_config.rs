@@ -105,7 +105,7 @@ pub fn parse_toml(text: &str) -> Result<Vec<(String, String)>, String> {
     for (key, value) in table {
         if value.is_table() {
             return Err(format!(
-                "key {key:?} is a table; a component configuration is a flat `key = value` table"
+                "key {key:?} is a table; a component configuration is a flat table of `key = value`"
             ));
         }
         pairs.push((key, value_text(&value)));
