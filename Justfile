@@ -41,7 +41,7 @@ sim *ARGS:
 lint: setup
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
-    cargo clippy --target wasm32-wasip2 --target-dir target/wasm-components {{components}} -p hostile-limiter -p hostile-router -p voice-typing -- -D warnings
+    cargo clippy --target wasm32-wasip2 --target-dir target/wasm-components {{components}} -p hostile-limiter -p hostile-router -p voice-typing -p keyed-limiter -p redacting-router -p wit-v2-router -p wit-v1-1-router -p example-voice-filter -- -D warnings
 
 # The full test suite: lints, unit tests and end-to-end tests (real sockets, simulator, components),
 # the browser client's tests (`js-test`),

@@ -11,7 +11,16 @@ fn main() {
     let workspace = Path::new(&manifest)
         .parent()
         .expect("tests/ lives in the workspace");
-    let packages = ["hostile-limiter", "hostile-router", "voice-typing"];
+    let packages = [
+        "hostile-limiter",
+        "hostile-router",
+        "voice-typing",
+        "keyed-limiter",
+        "redacting-router",
+        "wit-v2-router",
+        "wit-v1-1-router",
+        "example-voice-filter",
+    ];
     let paths = build_support::build_components(workspace, &packages);
     for (package, path) in packages.iter().zip(paths) {
         let var = format!(

@@ -1,12 +1,17 @@
 //! The operator listener (`GATEWAY_ADMIN_ADDR`, separate from the public one): component
 //! status, hot swap and rollback. Every request needs `Authorization: Bearer
 //! <GATEWAY_ADMIN_TOKEN>`; without a configured token the admin API refuses everything.
+//!
+//! A hot load carries the component's own configuration: `PUT /admin/components/{slot}`
+//! takes either the raw wasm bytes (the component gets an empty configuration) or
+//! `multipart/form-data` with a `component` part (the wasm) and an optional `config` part
+//! (a flat TOML table). The candidate's `init` sees that configuration before any swap.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -16,12 +21,15 @@ use serde_json::json;
 use crate::api_error::ApiError;
 use crate::auth::bearer_token;
 use crate::config::Secret;
+use crate::policy::component_config::{ComponentConfig, ConfigSource, MAX_CONFIG_BYTES};
+use crate::policy::wit_version::wit_info;
 use crate::policy::{LoadError, Policies, SlotKind};
 
 #[derive(Clone)]
 struct AdminState {
     policies: Arc<Policies>,
     token: Option<Secret>,
+    max_component_bytes: usize,
 }
 
 /// The admin routes.
@@ -30,12 +38,20 @@ pub fn router(
     token: Option<Secret>,
     max_component_bytes: usize,
 ) -> Router {
-    let state = AdminState { policies, token };
+    let state = AdminState {
+        policies,
+        token,
+        max_component_bytes,
+    };
+    // Room for a multipart body: the component, its configuration and the part headers.
+    let body_limit = max_component_bytes
+        .saturating_add(MAX_CONFIG_BYTES)
+        .saturating_add(16 * 1024);
     Router::new()
         .route("/admin/components", get(list))
         .route("/admin/components/{slot}", get(show).put(load))
         .route("/admin/components/{slot}/rollback", post(rollback))
-        .layer(DefaultBodyLimit::max(max_component_bytes))
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(middleware::from_fn(crate::api_error::json_errors))
         .with_state(state)
@@ -91,7 +107,7 @@ fn parse_slot(slot: &str) -> Result<SlotKind, ApiError> {
 }
 
 async fn list(State(state): State<AdminState>) -> Response {
-    axum::Json(json!({ "slots": state.policies.infos() })).into_response()
+    axum::Json(json!({ "wit": wit_info(), "slots": state.policies.infos() })).into_response()
 }
 
 async fn show(
@@ -105,19 +121,20 @@ async fn show(
 async fn load(
     State(state): State<AdminState>,
     Path(slot): Path<String>,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let kind = parse_slot(&slot)?;
+    let (body, config) = read_upload(request, state.max_component_bytes).await?;
     if body.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "empty_body",
-            "send the component's wasm bytes as the body",
+            "send the component's wasm bytes as the body (or as the `component` part)",
         ));
     }
     match state
         .policies
-        .load(kind, body.to_vec(), "admin".into())
+        .load(kind, body.to_vec(), "admin".into(), config)
         .await
     {
         Ok(info) => Ok(axum::Json(json!({ "slot": kind, "loaded": info })).into_response()),
@@ -133,10 +150,105 @@ async fn load(
     }
 }
 
+/// The component bytes and configuration of an upload: multipart (`component`, optional
+/// `config`) or the raw body (empty configuration).
+async fn read_upload(
+    request: Request,
+    max_component_bytes: usize,
+) -> Result<(Bytes, ComponentConfig), ApiError> {
+    let multipart = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    if !multipart {
+        let body = Bytes::from_request(request, &())
+            .await
+            .map_err(|e| rejected(e.status(), e.body_text()))?;
+        if body.len() > max_component_bytes {
+            return Err(too_large(max_component_bytes));
+        }
+        return Ok((body, ComponentConfig::none()));
+    }
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_multipart", message);
+    let mut form = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| bad(e.body_text()))?;
+    let (mut component, mut config) = (None, None);
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| rejected(e.status(), e.body_text()))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| rejected(e.status(), e.body_text()))?;
+        match name.as_str() {
+            "component" if component.is_none() => component = Some(data),
+            "config" if config.is_none() => config = Some(data),
+            "component" | "config" => return Err(bad(format!("more than one `{name}` part"))),
+            other => {
+                return Err(bad(format!(
+                    "unknown part {other:?}: send `component` (the wasm) and optionally `config` (TOML)"
+                )));
+            }
+        }
+    }
+    let component = component.ok_or_else(|| bad("missing the `component` part".into()))?;
+    if component.len() > max_component_bytes {
+        return Err(too_large(max_component_bytes));
+    }
+    let config = match config {
+        None => ComponentConfig::none(),
+        Some(text) => {
+            if text.len() > MAX_CONFIG_BYTES {
+                return Err(bad(format!(
+                    "the `config` part is larger than {MAX_CONFIG_BYTES} bytes"
+                )));
+            }
+            let text = std::str::from_utf8(&text)
+                .map_err(|_| bad("the `config` part is not UTF-8 text".into()))?;
+            ComponentConfig::from_toml(text, ConfigSource::Admin).map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad_config",
+                    format!("the `config` part: {e}"),
+                )
+            })?
+        }
+    };
+    Ok((component, config))
+}
+
+/// A body the framework could not read (too large, cut short, malformed multipart).
+fn rejected(status: StatusCode, message: String) -> ApiError {
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "payload_too_large"
+    } else {
+        "bad_body"
+    };
+    ApiError::new(status, code, message)
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the component is larger than the {max}-byte limit (max-component-mib)"),
+    )
+}
+
 /// The check a refused candidate failed, for clients that branch on it.
 pub fn load_step(e: &LoadError) -> &'static str {
     match e {
         LoadError::Compile(_) => "compile",
+        LoadError::Version(_) => "version",
         LoadError::Imports(_) => "imports",
         LoadError::WrongWorld { .. } => "world",
         LoadError::Instantiate(_) => "instantiate",

@@ -6,12 +6,23 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
+use crate::policy::component_config::{parse_toml, resolve_config};
 use crate::policy::{ComponentVersion, SlotKind};
+
+/// `gateway-host --version`: the host's version and the WIT package version it serves.
+static VERSION_LINE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} ({}@{})",
+        env!("CARGO_PKG_VERSION"),
+        crate::policy::wit_version::PACKAGE,
+        crate::policy::wit_version::version_text()
+    )
+});
 
 /// gateway-host: one upstream Discord gateway link, fanned out to browsers, with
 /// hot-swappable WebAssembly policy components.
 #[derive(Debug, Parser)]
-#[command(name = "gateway-host", version, about, long_about = None)]
+#[command(name = "gateway-host", version = VERSION_LINE.as_str(), about, long_about = None)]
 pub struct Cli {
     /// Log format (filter with RUST_LOG, default `info`).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "GATEWAY_LOG_FORMAT")]
@@ -74,16 +85,22 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ComponentCommand {
-    /// Validate a component offline: compile, world check, instantiate, init.
+    /// Validate a component offline: compile, WIT version, imports, world, instantiate,
+    /// init. Only `init` is called, never the slot's other functions. `init` gets the same
+    /// configuration `serve` would give it: --component-config if given, else the `.toml`
+    /// beside FILE (same stem), else the host config file's slot keys.
     Check {
         /// Slot: event-router, rate-limiter, command-validator or voice-filter.
         #[arg(long)]
         slot: SlotKind,
         /// The component (.wasm).
         file: PathBuf,
-        /// Configuration file whose slot settings are handed to `init`.
+        /// Host configuration file (limits; its slot keys if nothing closer configures FILE).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The component's own configuration (a flat TOML table).
+        #[arg(long)]
+        component_config: Option<PathBuf>,
     },
     /// Hot-load a component into a running host through its admin API.
     Load {
@@ -92,6 +109,10 @@ enum ComponentCommand {
         slot: SlotKind,
         /// The component (.wasm).
         file: PathBuf,
+        /// The component's configuration (a flat TOML table), sent with it; without it the
+        /// component gets an empty configuration.
+        #[arg(long)]
+        component_config: Option<PathBuf>,
         /// Admin listener of the running host.
         #[arg(long, env = "GATEWAY_ADMIN_ADDR", default_value = crate::config::DEFAULT_ADMIN_ADDR)]
         admin_addr: String,
@@ -211,15 +232,25 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Component(ComponentCommand::Check { slot, file, config }) => {
-            check(slot, &file, config)
-        }
+        Command::Component(ComponentCommand::Check {
+            slot,
+            file,
+            config,
+            component_config,
+        }) => check(slot, &file, config, component_config),
         Command::Component(ComponentCommand::Load {
             slot,
             file,
+            component_config,
             admin_addr,
             admin_token,
-        }) => load(slot, &file, &admin_addr, &admin_token),
+        }) => load(
+            slot,
+            &file,
+            component_config.as_deref(),
+            &admin_addr,
+            &admin_token,
+        ),
         Command::Component(ComponentCommand::Test {
             slot,
             file,
@@ -248,42 +279,76 @@ fn check(
     slot: SlotKind,
     file: &std::path::Path,
     config: Option<PathBuf>,
+    component_config: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(config.as_deref())?;
-    let bytes =
-        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let runtime = crate::policy::runtime::PolicyRuntime::new(config.policy.limits.clone())?;
-    match ComponentVersion::load(
-        &runtime,
-        slot,
-        &bytes,
-        config.slot(slot).config,
-        file.display().to_string(),
-    ) {
+    match check_component(&config, slot, file, component_config.as_deref())? {
         Ok(version) => {
             println!(
                 "ok: {} implements {slot} (sha256 {}, {} bytes)",
                 file.display(),
                 version.sha256(),
-                bytes.len()
+                version.info().size_bytes
             );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            println!("refused: {} for slot {slot}: {e}", file.display());
+            println!(
+                "refused: {} for slot {slot} (step {}): {e}",
+                file.display(),
+                crate::admin::load_step(&e)
+            );
             Ok(ExitCode::from(1))
         }
     }
 }
 
+/// `component check`: load `file` for `slot` exactly as `serve` would load it from a
+/// components directory (same configuration rule, see [`resolve_config`]: the explicit
+/// `component_config`, else the `.toml` beside `file`, else `config`'s slot keys), without
+/// touching any live slot. Only `init` runs. The outer error is a file that could not be
+/// read; the inner one the step the component failed at.
+pub fn check_component(
+    config: &Config,
+    slot: SlotKind,
+    file: &std::path::Path,
+    component_config: Option<&std::path::Path>,
+) -> anyhow::Result<Result<ComponentVersion, crate::policy::LoadError>> {
+    let bytes =
+        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let init_config = resolve_config(Some(file), component_config, &config.slot(slot).config)
+        .map_err(anyhow::Error::msg)?;
+    let runtime = crate::policy::runtime::PolicyRuntime::new(config.policy.limits.clone())?;
+    Ok(ComponentVersion::load(
+        &runtime,
+        slot,
+        &bytes,
+        init_config,
+        file.display().to_string(),
+    ))
+}
+
 fn load(
     slot: SlotKind,
     file: &std::path::Path,
+    component_config: Option<&std::path::Path>,
     admin_addr: &str,
     token: &str,
 ) -> anyhow::Result<ExitCode> {
     let bytes =
         std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let (content_type, body) = match component_config {
+        None => ("application/wasm".to_string(), bytes),
+        Some(path) => {
+            let config = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            // Refuse locally what the host would refuse, with the file named.
+            let text = std::str::from_utf8(&config)
+                .map_err(|_| anyhow::anyhow!("{}: is not UTF-8 text", path.display()))?;
+            parse_toml(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            multipart_body(&bytes, &config)
+        }
+    };
     let base = if admin_addr.contains("://") {
         admin_addr.to_string()
     } else {
@@ -297,8 +362,8 @@ fn load(
     let mut response = agent
         .put(&url)
         .header("Authorization", &format!("Bearer {token}"))
-        .header("Content-Type", "application/wasm")
-        .send(&bytes[..])
+        .header("Content-Type", &content_type)
+        .send(&body[..])
         .map_err(|e| anyhow::anyhow!("cannot reach the admin API at {url}: {e}"))?;
     let status = response.status();
     let body = response.body_mut().read_to_string().unwrap_or_default();
@@ -309,4 +374,34 @@ fn load(
         eprintln!("load refused ({status})");
         Ok(ExitCode::from(1))
     }
+}
+
+/// A `multipart/form-data` body with the parts `component` (the wasm) and `config` (TOML),
+/// and its content type. The boundary is random and checked not to occur in either part.
+pub fn multipart_body(component: &[u8], config: &[u8]) -> (String, Vec<u8>) {
+    let boundary = loop {
+        let candidate = format!("gateway-host-{:032x}", rand::random::<u128>());
+        let found = |data: &[u8]| {
+            data.windows(candidate.len())
+                .any(|w| w == candidate.as_bytes())
+        };
+        if !found(component) && !found(config) {
+            break candidate;
+        }
+    };
+    let mut body = Vec::with_capacity(component.len() + config.len() + 512);
+    let mut part = |name: &str, filename: &str, content_type: &str, data: &[u8]| {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    };
+    part("component", "component.wasm", "application/wasm", component);
+    part("config", "config.toml", "application/toml", config);
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }

@@ -194,14 +194,7 @@ impl Config {
             let config = slot
                 .config
                 .into_iter()
-                .map(|(k, v)| {
-                    (
-                        k,
-                        v.as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| v.to_string()),
-                    )
-                })
+                .map(|(k, v)| (k, crate::policy::component_config::value_text(&v)))
                 .collect();
             policy.slots.insert(
                 kind,
@@ -328,6 +321,22 @@ mod tests {
         assert_eq!(
             config.slot(SlotKind::EventRouter).failure,
             FailurePolicy::FailOpen
+        );
+    }
+
+    #[test]
+    fn fail_previous_is_a_failure_policy() {
+        let file: FileConfig =
+            toml::from_str("[policy.slots.event-router]\nfailure = \"fail-previous\"\n")
+                .expect("valid toml");
+        let config = Config::from_file(file, |_| None).expect("valid config");
+        assert_eq!(
+            config.slot(SlotKind::EventRouter).failure,
+            FailurePolicy::FailPrevious
+        );
+        assert!(
+            toml::from_str::<FileConfig>("[policy.slots.event-router]\nfailure = \"fail-soft\"")
+                .is_err()
         );
     }
 

@@ -61,7 +61,8 @@ pub struct Host {
 }
 
 impl Host {
-    /// Load the policies (defaults, then the components directory if configured), start
+    /// Load the policies (each slot: its components-directory file if any, else the default),
+    /// watch the directory, start
     /// the upstream link and the stream hub. Needs a tokio runtime.
     pub fn start(config: &Config, link_config: LinkConfig) -> anyhow::Result<Host> {
         let secret = config.jwt_secret.as_ref().ok_or_else(|| {
@@ -70,7 +71,11 @@ impl Host {
         crate::auth::check_secret(secret).map_err(anyhow::Error::msg)?;
         let auth = Authenticator::with_settings(secret, config.auth.clone());
         let cors_origins = CorsOrigins::parse(&config.cors_origins).map_err(anyhow::Error::msg)?;
-        let policies = Arc::new(Policies::with_defaults(config.policy.clone())?);
+        let policies = Arc::new(Policies::start(
+            config.policy.clone(),
+            config.components_dir.as_deref(),
+            config.max_component_bytes,
+        )?);
         let watcher = match &config.components_dir {
             Some(dir) => Some(watch_components_dir(
                 dir,

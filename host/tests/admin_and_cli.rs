@@ -299,3 +299,78 @@ fn component_load_goes_through_the_admin_api() {
     assert_eq!(code, 1);
     assert_eq!(admin.policies.slot(SlotKind::RateLimiter).info().swaps, 1);
 }
+
+#[test]
+fn component_load_sends_the_components_config() {
+    let admin = start_admin();
+    let addr = admin.addr.to_string();
+    let env = [
+        ("GATEWAY_ADMIN_ADDR", addr.as_str()),
+        ("GATEWAY_ADMIN_TOKEN", TOKEN),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = dir.path().join("limiter.toml");
+    std::fs::write(&good, "burst = 2\nkey = \"user\"\n").expect("write");
+    let (code, stdout, stderr) = run(
+        &[
+            "component",
+            "load",
+            "--slot",
+            "rate-limiter",
+            limiter_wasm_path(),
+            "--component-config",
+            good.to_str().expect("utf8"),
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let body: Value = serde_json::from_str(&stdout).expect("JSON answer");
+    assert_eq!(body["loaded"]["configSource"], "admin");
+    assert_eq!(
+        body["loaded"]["config"],
+        serde_json::json!({"burst": "2", "key": "user"})
+    );
+    let live = admin.policies.slot(SlotKind::RateLimiter).current();
+    assert_eq!(
+        live.config().pairs,
+        vec![
+            ("burst".to_string(), "2".to_string()),
+            ("key".to_string(), "user".to_string())
+        ]
+    );
+
+    // init refuses: nothing is swapped, and the answer names the step and the key.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "bogus = 1\n").expect("write");
+    let (code, stdout, _) = run(
+        &[
+            "component",
+            "load",
+            "--slot",
+            "rate-limiter",
+            limiter_wasm_path(),
+            "--component-config",
+            bad.to_str().expect("utf8"),
+        ],
+        &env,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("\"step\":\"init\"") && stdout.contains("bogus"),
+        "{stdout}"
+    );
+    assert_eq!(admin.policies.slot(SlotKind::RateLimiter).info().swaps, 1);
+}
+
+#[test]
+fn version_names_the_wit_package() {
+    let (code, stdout, _) = run(&["--version"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout.trim(),
+        format!(
+            "gateway-host {} (gateway:policy@1.0.0)",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}

@@ -3,6 +3,7 @@
 //! Every wait here has a deadline and reports what it was waiting for, so a missing
 //! feature fails the test with a message instead of hanging it.
 
+pub mod admin;
 pub mod commands;
 pub mod host;
 pub mod legacy_ws;

@@ -9,6 +9,19 @@ use gateway_host::policy::types::{CommandKind, Event, EventMeta, RateRequest};
 pub const HOSTILE_LIMITER: &[u8] = include_bytes!(env!("GATEWAY_TEST_HOSTILE_LIMITER_WASM"));
 /// The hostile event router (see `tests/components/hostile-router`).
 pub const HOSTILE_ROUTER: &[u8] = include_bytes!(env!("GATEWAY_TEST_HOSTILE_ROUTER_WASM"));
+/// A limiter with its own config keys (`burst`, `refill-ms`).
+pub const KEYED_LIMITER: &[u8] = include_bytes!(env!("GATEWAY_TEST_KEYED_LIMITER_WASM"));
+/// A router that redacts message content and traps every `trap-every`th call.
+pub const REDACTING_ROUTER: &[u8] = include_bytes!(env!("GATEWAY_TEST_REDACTING_ROUTER_WASM"));
+/// Path of the router built against `gateway:policy@2.0.0`.
+pub const WIT_V2_ROUTER_PATH: &str = env!("GATEWAY_TEST_WIT_V2_ROUTER_WASM");
+/// Path of the router built against `gateway:policy@1.1.0`.
+pub const WIT_V1_1_ROUTER_PATH: &str = env!("GATEWAY_TEST_WIT_V1_1_ROUTER_WASM");
+/// The Rust example of `docs/components.md`, compiled.
+pub const EXAMPLE_VOICE_FILTER: &[u8] =
+    include_bytes!(env!("GATEWAY_TEST_EXAMPLE_VOICE_FILTER_WASM"));
+/// Path of the keyed limiter (for the CLI and the components directory).
+pub const KEYED_LIMITER_PATH: &str = env!("GATEWAY_TEST_KEYED_LIMITER_WASM");
 
 /// Poll `condition` until it holds or `timeout` passes; returns whether it held.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {

@@ -87,9 +87,17 @@ async fn limiter_swap_mid_burst_keeps_the_buckets() -> anyhow::Result<()> {
         assert_eq!(reply.status, 200, "send {i}: {}", reply.body);
     }
     let bytes = default_component(SlotKind::RateLimiter).to_vec();
+    // The same component with the same configuration, swapped in.
+    let config = host
+        .host
+        .policies
+        .slot(SlotKind::RateLimiter)
+        .current()
+        .config()
+        .clone();
     host.host
         .policies
-        .load(SlotKind::RateLimiter, bytes, "test".into())
+        .load(SlotKind::RateLimiter, bytes, "test".into(), config)
         .await?;
     assert_eq!(
         host.host.policies.slot(SlotKind::RateLimiter).info().swaps,

@@ -132,7 +132,12 @@ async fn a_joined_client_gets_exactly_its_guilds_voice_events_and_a_swap_changes
     let bus_subscribers = host.host().bus.subscriber_count();
     host.host()
         .policies
-        .load(SlotKind::VoiceFilter, VOICE_TYPING.to_vec(), "test".into())
+        .load(
+            SlotKind::VoiceFilter,
+            VOICE_TYPING.to_vec(),
+            "test".into(),
+            Default::default(),
+        )
         .await
         .expect("the replacement voice-filter loads");
     let is_x_typing = |f: &Value| guild(f) == Some(&x) && f["t"] == "TYPING_START";

@@ -51,7 +51,9 @@ fn swap_and_rollback_while_calls_are_running() {
     let slot = p.slot(SlotKind::RateLimiter);
     for round in 0..10 {
         let new_before = new_seen.load(Ordering::Relaxed);
-        let info = slot.load(HOSTILE_LIMITER, "test").expect("candidate loads");
+        let info = slot
+            .load(HOSTILE_LIMITER, "test", Default::default())
+            .expect("candidate loads");
         assert_ne!(info.sha256, default_sha);
         assert!(
             wait_until(Duration::from_secs(10), || new_seen.load(Ordering::Relaxed)
@@ -94,8 +96,12 @@ fn buckets_survive_a_limiter_swap() {
     }
     // A new version (the same rules, freshly compiled and instantiated) takes over mid-burst.
     let slot = p.slot(SlotKind::RateLimiter);
-    slot.load(default_component(SlotKind::RateLimiter), "test")
-        .expect("reload");
+    slot.load(
+        default_component(SlotKind::RateLimiter),
+        "test",
+        Default::default(),
+    )
+    .expect("reload");
     assert_eq!(slot.info().swaps, 1);
     for i in 0..5 {
         assert_eq!(
@@ -111,7 +117,7 @@ fn buckets_survive_a_limiter_swap() {
     );
     // State the new version cannot decode counts as a fresh bucket: the hostile limiter
     // writes [0xFF]; the default limiter, back again, must not choke on it.
-    slot.load(HOSTILE_LIMITER, "test")
+    slot.load(HOSTILE_LIMITER, "test", Default::default())
         .expect("hostile deny-mode limiter loads");
     assert_eq!(
         p.check_rate_at(&request, 0).value,

@@ -10,59 +10,47 @@ pub mod cases;
 pub mod run;
 pub mod template;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
 use crate::config::Config;
 use crate::policy::runtime::PolicyRuntime;
-use crate::policy::{ComponentVersion, SlotKind};
+use crate::policy::{ComponentVersion, ConfigSource, SlotKind};
 
 /// Exit code of `component test` for a case file that cannot be run.
 pub const EXIT_BAD_CASES: u8 = 2;
 
 /// A flat TOML table (`key = value`) as `init`'s `(key, value)` pairs; non-string values
-/// are passed as their TOML text, as in the config file.
+/// are passed as their TOML text, as in the config file (the host's one parser,
+/// [`crate::policy::component_config::parse_toml`]).
 pub fn parse_component_config(text: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let table: toml::Table = toml::from_str(text)?;
-    table
-        .into_iter()
-        .map(|(key, value)| match value {
-            toml::Value::String(s) => Ok((key, s)),
-            toml::Value::Table(_) => {
-                anyhow::bail!("{key}: a component config is a flat table of key = value")
-            }
-            other => Ok((key, other.to_string())),
-        })
-        .collect()
+    crate::policy::component_config::parse_toml(text).map_err(anyhow::Error::msg)
 }
 
-/// The config `init` gets, by the same rule as `component check` and `serve`:
-/// `--component-config` if given, else `<FILE stem>.toml` beside FILE, else the host config's
-/// `[policy.slots.<slot>] config`.
+/// The config `init` gets, by the same rule as `component check` and `serve` (the host's
+/// one resolver, [`crate::policy::component_config::resolve_config`]): `--component-config`
+/// if given, else `<FILE stem>.toml` beside FILE, else the host config's
+/// `[policy.slots.<slot>] config`. Also returns where it came from, for messages.
 pub fn resolve_config(
     slot: SlotKind,
     file: &Path,
     host: &Config,
     component_config: Option<&Path>,
 ) -> anyhow::Result<(Vec<(String, String)>, String)> {
-    let beside = file.with_extension("toml");
-    let path: Option<PathBuf> = match component_config {
-        Some(p) => Some(p.to_path_buf()),
-        None if beside.is_file() => Some(beside),
-        None => None,
+    let config = crate::policy::component_config::resolve_config(
+        Some(file),
+        component_config,
+        &host.slot(slot).config,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let origin = match (component_config, config.source) {
+        (Some(p), _) => p.display().to_string(),
+        (None, ConfigSource::ComponentsDir) => file.with_extension("toml").display().to_string(),
+        _ => "the host config".to_string(),
     };
-    match path {
-        Some(p) => {
-            let text = std::fs::read_to_string(&p)
-                .with_context(|| format!("reading component config {}", p.display()))?;
-            let pairs = parse_component_config(&text)
-                .with_context(|| format!("parsing component config {}", p.display()))?;
-            Ok((pairs, p.display().to_string()))
-        }
-        None => Ok((host.slot(slot).config, "the host config".to_string())),
-    }
+    Ok((config.pairs, origin))
 }
 
 /// `gateway-host component test`: load FILE for `slot`, run every case, print a line per

@@ -255,7 +255,11 @@ async fn validate(
 ) -> Result<Command, ApiError> {
     let verdict = policies.validate_async(user.to_string(), command).await;
     if let Some(failure) = &verdict.fallback {
-        tracing::warn!(?failure, "command validator failed; failure policy applied");
+        tracing::warn!(
+            ?failure,
+            answered_by = verdict.answered_by(),
+            "command validator failed; failure policy applied"
+        );
     }
     match verdict.value {
         Validation::Valid(normalized) => Ok(normalized),
@@ -281,7 +285,11 @@ async fn rate_limit(
     };
     let verdict = policies.check_rate_async(request).await;
     if let Some(failure) = &verdict.fallback {
-        tracing::warn!(?failure, "rate limiter failed; failure policy applied");
+        tracing::warn!(
+            ?failure,
+            answered_by = verdict.answered_by(),
+            "rate limiter failed; failure policy applied"
+        );
     }
     match verdict.value {
         LimitOutcome::Allow { .. } => Ok(()),

@@ -2,6 +2,8 @@
 //!
 //! * [`runtime`]: the wasmtime engine, linker (WASI p2 sandbox + `log`) and epoch ticker.
 //! * [`version`]: one loaded component version: checks, warm instances, bounded calls.
+//! * [`component_config`]: the configuration that travels with a version.
+//! * [`wit_version`]: which `gateway:policy` version a component targets; which the host serves.
 //! * [`slot`]: the live version of one world, atomic swap and rollback.
 //! * [`policies`]: the four slots with typed calls and failure policies.
 //! * [`clocks`]: the virtual clocks components see (no real time, no blocking sleeps).
@@ -19,6 +21,7 @@ pub mod bounds;
 pub mod breaker;
 pub mod buckets;
 pub mod clocks;
+pub mod component_config;
 pub mod defaults;
 pub mod executor;
 pub mod limits;
@@ -30,9 +33,11 @@ pub mod slot_kind;
 pub mod store_data;
 pub mod version;
 pub mod watch;
+pub mod wit_version;
 
 pub use bindings::types;
 pub use breaker::{BreakerInfo, BreakerSettings, BreakerState};
+pub use component_config::{ComponentConfig, ConfigSource};
 pub use limits::RuntimeLimits;
 pub use policies::{
     LimitOutcome, Policies, PolicySettings, RouteDecision, Validation, Verdict, VoiceDecision,

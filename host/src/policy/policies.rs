@@ -2,9 +2,14 @@
 //!
 //! Callers get an answer from every call: the component's verdict, or when the component
 //! failed, its answer was over a bound (see [`super::bounds`]), the slot's breaker is open,
-//! or an async caller's deadline passed, the slot's failure policy (fail-open or
-//! fail-closed), flagged as a fallback. The rate limiter's buckets live here, beside the
-//! slots, not in any component version.
+//! or an async caller's deadline passed, the slot's failure policy (fail-open,
+//! fail-closed, or fail-previous: the slot's previous version answers, else fail-closed),
+//! flagged as a fallback. The rate limiter's buckets live here, beside the slots, not in
+//! any component version.
+//!
+//! Each slot's starting component is chosen here too ([`Policies::start`]): the components
+//! directory's `<slot>.wasm` when there is one, else the embedded default, with the
+//! configuration [`resolve_config`] gives it.
 //!
 //! Async callers use the `*_async` methods and [`Policies::route_events`]: they never wait
 //! on a call thread longer than [`RuntimeLimits::caller_deadline`] for the calls involved,
@@ -12,10 +17,12 @@
 //! `gateway_component_caller_timeouts_total{slot}`).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use wasmtime::Store;
 
 use super::bindings::types::{
     Command, Event, EventMeta, FieldError, LimitVerdict, RateRequest, Route, VoiceVerdict,
@@ -23,13 +30,16 @@ use super::bindings::types::{
 use super::bounds::OutputBound;
 use super::breaker::BreakerSettings;
 use super::buckets::{BucketLimits, BucketStore};
+use super::component_config::{ComponentConfig, ConfigSource, resolve_config};
 use super::defaults::default_component;
 use super::executor::{ExecutorStopped, PolicyExecutor, RunError};
 use super::limits::RuntimeLimits;
 use super::runtime::PolicyRuntime;
 use super::slot::{PolicySlot, SlotInfo, SlotSettings};
 use super::slot_kind::{FailurePolicy, SlotKind};
+use super::store_data::StoreData;
 use super::version::{CallFailure, ComponentVersion, LoadError, WorldInstance};
+use super::watch::{ReadError, read_component_file};
 
 /// Retry-after reported when the limiter fails closed.
 const FAIL_CLOSED_RETRY_MS: u64 = 1_000;
@@ -79,8 +89,10 @@ pub enum VoiceDecision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict<T> {
     pub value: T,
-    /// `Some(reason)` when the component failed and the failure policy answered.
+    /// `Some(reason)` when the live component failed and the failure policy answered.
     pub fallback: Option<CallFailure>,
+    /// The answer came from the slot's previous version (`fail-previous`).
+    pub by_previous: bool,
 }
 
 impl<T> Verdict<T> {
@@ -88,6 +100,7 @@ impl<T> Verdict<T> {
         Verdict {
             value,
             fallback: None,
+            by_previous: false,
         }
     }
 
@@ -95,6 +108,25 @@ impl<T> Verdict<T> {
         Verdict {
             value,
             fallback: Some(failure),
+            by_previous: false,
+        }
+    }
+
+    fn previous(value: T, failure: CallFailure) -> Verdict<T> {
+        Verdict {
+            value,
+            fallback: Some(failure),
+            by_previous: true,
+        }
+    }
+
+    /// How the fallback was answered, for logs and metrics: `component` (no fallback),
+    /// `previous`, or the failure policy's own answer.
+    pub fn answered_by(&self) -> &'static str {
+        match (self.fallback, self.by_previous) {
+            (None, _) => "component",
+            (Some(_), true) => "previous",
+            (Some(_), false) => "failure-policy",
         }
     }
 }
@@ -119,25 +151,106 @@ pub struct PolicySettings {
     pub slots: HashMap<SlotKind, SlotSettings>,
 }
 
-/// A slot's initial component failed to load.
+/// A slot's first component: its bytes, where they came from, and its configuration.
+struct StartingComponent {
+    bytes: Vec<u8>,
+    source: String,
+    config: ComponentConfig,
+}
+
+fn resolve_source(keys: &[(String, String)]) -> ConfigSource {
+    if keys.is_empty() {
+        ConfigSource::Default
+    } else {
+        ConfigSource::ConfigFile
+    }
+}
+
+/// A slot's initial component failed to load. Displayed without its source (shown by
+/// `{:#}` as the next link of the chain): `component file <path>: refused for slot <slot>`
+/// for a components-directory file, `initial <slot> component (default)` otherwise.
 #[derive(Debug, thiserror::Error)]
-#[error("initial {slot} component: {source}")]
 pub struct StartError {
     pub slot: SlotKind,
+    /// Where it came from (`default` or `file:<path>`).
+    pub origin: String,
     #[source]
     pub source: LoadError,
 }
 
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.origin.strip_prefix("file:") {
+            Some(path) => write!(f, "component file {path}: refused for slot {}", self.slot),
+            None => write!(f, "initial {} component ({})", self.slot, self.origin),
+        }
+    }
+}
+
 impl Policies {
-    /// Start the runtime and load the embedded default component into every slot.
+    /// Start the runtime and load the embedded default component into every slot, each
+    /// with its config file keys.
     pub fn with_defaults(settings: PolicySettings) -> anyhow::Result<Policies> {
-        Self::with_components(settings, |kind| default_component(kind).to_vec())
+        Self::start(settings, None, 0)
     }
 
-    /// Start the runtime with `initial(kind)` as each slot's first component.
+    /// Start the runtime with `initial(kind)` as each slot's first component, configured
+    /// with the slot's config file keys.
     pub fn with_components(
         settings: PolicySettings,
         initial: impl Fn(SlotKind) -> Vec<u8>,
+    ) -> anyhow::Result<Policies> {
+        Self::with_starting(settings, |kind, keys| {
+            Ok(StartingComponent {
+                bytes: initial(kind),
+                source: "default".into(),
+                config: ComponentConfig::new(keys.to_vec(), resolve_source(keys)),
+            })
+        })
+    }
+
+    /// Start the runtime with each slot's starting component: `<slot>.wasm` from
+    /// `components_dir` when present (with its `<slot>.toml`, else the slot's config file
+    /// keys; see [`resolve_config`]), else the embedded default with the config file keys.
+    /// So the config file's keys go to the component they were written for, and what runs
+    /// after a start is what the directory says. A refused file is an error naming it.
+    pub fn start(
+        settings: PolicySettings,
+        components_dir: Option<&Path>,
+        max_bytes: usize,
+    ) -> anyhow::Result<Policies> {
+        Self::with_starting(settings, |kind, keys| {
+            if let Some(dir) = components_dir {
+                let wasm = dir.join(format!("{kind}.wasm"));
+                match read_component_file(&wasm, max_bytes) {
+                    Ok(bytes) => {
+                        let config = resolve_config(Some(&wasm), None, keys).map_err(|e| {
+                            anyhow::anyhow!("component file {}: {e}", wasm.display())
+                        })?;
+                        return Ok(StartingComponent {
+                            bytes,
+                            source: format!("file:{}", wasm.display()),
+                            config,
+                        });
+                    }
+                    Err(ReadError::Gone) => {}
+                    Err(ReadError::Refused(reason)) => {
+                        anyhow::bail!("component file {}: {reason}", wasm.display())
+                    }
+                }
+            }
+            let config = resolve_config(None, None, keys).map_err(anyhow::Error::msg)?;
+            Ok(StartingComponent {
+                bytes: default_component(kind).to_vec(),
+                source: "default".into(),
+                config,
+            })
+        })
+    }
+
+    fn with_starting(
+        settings: PolicySettings,
+        initial: impl Fn(SlotKind, &[(String, String)]) -> anyhow::Result<StartingComponent>,
     ) -> anyhow::Result<Policies> {
         let runtime = PolicyRuntime::new(settings.limits.clone())?;
         let executor = PolicyExecutor::new(
@@ -151,14 +264,15 @@ impl Policies {
                 .get(&kind)
                 .cloned()
                 .unwrap_or_else(|| SlotSettings::defaults(kind));
-            let version = ComponentVersion::load(
-                &runtime,
-                kind,
-                &initial(kind),
-                slot_settings.config.clone(),
-                "default",
-            )
-            .map_err(|source| StartError { slot: kind, source })?;
+            let start = initial(kind, &slot_settings.config)?;
+            let origin = start.source.clone();
+            let version =
+                ComponentVersion::load(&runtime, kind, &start.bytes, start.config, start.source)
+                    .map_err(|source| StartError {
+                        slot: kind,
+                        origin,
+                        source,
+                    })?;
             slots.insert(
                 kind,
                 PolicySlot::new(
@@ -201,37 +315,107 @@ impl Policies {
 
     /// Route one event (blocking; from async code use [`Policies::route_events`]).
     pub fn route(&self, event: &Event) -> Verdict<RouteDecision> {
-        let slot = self.slot(SlotKind::EventRouter);
+        let call = self.route_call(event);
+        match self.slot(SlotKind::EventRouter).call(&call) {
+            Ok(route) => Verdict::component(route_decision(route)),
+            Err(failure) => match self.ask_previous(SlotKind::EventRouter, failure, &call) {
+                Some(route) => Verdict::previous(route_decision(route), failure),
+                None => self.route_fallback(&event.meta, failure),
+            },
+        }
+    }
+
+    fn route_call<'a>(
+        &'a self,
+        event: &'a Event,
+    ) -> impl Fn(&mut Store<StoreData>, &WorldInstance) -> wasmtime::Result<Route> + 'a {
         let limits = &self.limits;
-        let result = slot.call(|store, instance| match instance {
+        move |store, instance| match instance {
             WorldInstance::Router(r) => {
                 let route = r.call_route(store, event)?;
                 limits.check_route(&route)?;
+                // A replacement that is not JSON is a failed call (the failure policy
+                // answers), never a reason to send the original payload.
+                if let Route::Deliver(d) = &route
+                    && let Some(payload) = &d.payload
+                    && serde_json::from_str::<serde::de::IgnoredAny>(payload).is_err()
+                {
+                    return Err(wasmtime::format_err!(
+                        "the router's replacement payload is not JSON"
+                    ));
+                }
                 Ok(route)
             }
             _ => Err(wasmtime::format_err!(
                 "slot holds a component of another world"
             )),
-        });
-        match result {
-            Ok(Route::Drop) => Verdict::component(RouteDecision::Drop),
-            Ok(Route::Deliver(d)) => Verdict::component(RouteDecision::Deliver {
-                topics: d.topics,
-                payload: d.payload,
-            }),
-            Err(failure) => self.route_fallback(&event.meta, failure),
         }
     }
 
+    /// The failure policy's own answer (`fail-previous` falls back to fail-closed here:
+    /// the previous version was asked already, or could not be).
     fn route_fallback(&self, meta: &EventMeta, failure: CallFailure) -> Verdict<RouteDecision> {
-        let value = match self.slot(SlotKind::EventRouter).failure_policy() {
+        let policy = self.slot(SlotKind::EventRouter).failure_policy();
+        let value = match policy {
             FailurePolicy::FailOpen => RouteDecision::Deliver {
                 topics: default_topics(meta),
                 payload: None,
             },
-            FailurePolicy::FailClosed => RouteDecision::Drop,
+            FailurePolicy::FailClosed | FailurePolicy::FailPrevious => RouteDecision::Drop,
         };
+        count_fallback(SlotKind::EventRouter, policy, failure);
         Verdict::fallback(value, failure)
+    }
+
+    /// Under `fail-previous`, ask the slot's previous version to answer a call the live
+    /// version failed (no breaker: the previous version is not the one that tripped it).
+    /// `None` when the policy is another, there is no previous version, or it failed too.
+    fn ask_previous<R>(
+        &self,
+        kind: SlotKind,
+        failure: CallFailure,
+        call: &impl Fn(&mut Store<StoreData>, &WorldInstance) -> wasmtime::Result<R>,
+    ) -> Option<R> {
+        let slot = self.slot(kind);
+        if slot.failure_policy() != FailurePolicy::FailPrevious {
+            return None;
+        }
+        let Some(previous) = slot.previous() else {
+            tracing::debug!(slot = %kind, reason = failure.as_str(), "fail-previous: no previous version; failing closed");
+            return None;
+        };
+        match previous.call(call) {
+            Ok(answer) => {
+                metrics::counter!("gateway_component_fallback_answers_total", "slot" => kind.as_str(), "answer" => "previous", "reason" => failure.as_str())
+                    .increment(1);
+                tracing::debug!(slot = %kind, reason = failure.as_str(), previous = %&previous.sha256()[..12], "fail-previous: the previous version answered");
+                Some(answer)
+            }
+            Err(again) => {
+                tracing::warn!(slot = %kind, reason = failure.as_str(), previous_reason = again.as_str(), previous = %&previous.sha256()[..12], "fail-previous: the previous version failed too; failing closed");
+                None
+            }
+        }
+    }
+
+    /// From async code, after the caller gave up on the live version: ask the previous
+    /// version on a call thread, within one more caller deadline.
+    async fn ask_previous_async<R: Send + 'static>(
+        self: &Arc<Self>,
+        kind: SlotKind,
+        calls: u64,
+        ask: impl FnOnce(&Policies) -> Option<R> + Send + 'static,
+    ) -> Option<R> {
+        let slot = self.slot(kind);
+        if slot.failure_policy() != FailurePolicy::FailPrevious || slot.previous().is_none() {
+            return None;
+        }
+        let policies = self.clone();
+        self.executor
+            .run_within(self.limits.caller_deadline(calls), move || ask(&policies))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Rate-limit one command now.
@@ -241,8 +425,22 @@ impl Policies {
 
     /// Rate-limit one command at host time `now_ms` (tests drive time through this).
     pub fn check_rate_at(&self, request: &RateRequest, now_ms: u64) -> Verdict<LimitOutcome> {
-        let slot = self.slot(SlotKind::RateLimiter);
-        let result = slot.call(|store, instance| {
+        let call = self.rate_call(request, now_ms);
+        match self.slot(SlotKind::RateLimiter).call(&call) {
+            Ok(verdict) => Verdict::component(limit_outcome(verdict)),
+            Err(failure) => match self.ask_previous(SlotKind::RateLimiter, failure, &call) {
+                Some(verdict) => Verdict::previous(limit_outcome(verdict), failure),
+                None => self.rate_fallback(failure),
+            },
+        }
+    }
+
+    fn rate_call<'a>(
+        &'a self,
+        request: &'a RateRequest,
+        now_ms: u64,
+    ) -> impl Fn(&mut Store<StoreData>, &WorldInstance) -> wasmtime::Result<LimitVerdict> + 'a {
+        move |store, instance| {
             let WorldInstance::Limiter(limiter) = instance else {
                 return Err(wasmtime::format_err!(
                     "slot holds a component of another world"
@@ -266,33 +464,45 @@ impl Policies {
                 .into());
             }
             Ok(decision.verdict)
-        });
-        match result {
-            Ok(LimitVerdict::Allow(remaining)) => {
-                Verdict::component(LimitOutcome::Allow { remaining })
-            }
-            Ok(LimitVerdict::Deny(ms)) => {
-                Verdict::component(LimitOutcome::Deny { retry_after_ms: ms })
-            }
-            Err(failure) => self.rate_fallback(failure),
         }
     }
 
     fn rate_fallback(&self, failure: CallFailure) -> Verdict<LimitOutcome> {
-        let value = match self.slot(SlotKind::RateLimiter).failure_policy() {
+        let policy = self.slot(SlotKind::RateLimiter).failure_policy();
+        let value = match policy {
             FailurePolicy::FailOpen => LimitOutcome::Allow { remaining: 0 },
-            FailurePolicy::FailClosed => LimitOutcome::Deny {
+            FailurePolicy::FailClosed | FailurePolicy::FailPrevious => LimitOutcome::Deny {
                 retry_after_ms: FAIL_CLOSED_RETRY_MS,
             },
         };
+        count_fallback(SlotKind::RateLimiter, policy, failure);
         Verdict::fallback(value, failure)
     }
 
     /// Validate one command sent by `user_id`.
     pub fn validate(&self, user_id: &str, command: &Command) -> Verdict<Validation> {
-        let slot = self.slot(SlotKind::CommandValidator);
+        let call = self.validate_call(user_id, command);
+        match self.slot(SlotKind::CommandValidator).call(&call) {
+            Ok(verdict) => Verdict::component(validation(verdict)),
+            Err(failure) => match self.ask_previous(SlotKind::CommandValidator, failure, &call) {
+                Some(verdict) => Verdict::previous(validation(verdict), failure),
+                None => self.validate_fallback(command, failure),
+            },
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn validate_call<'a>(
+        &'a self,
+        user_id: &'a str,
+        command: &'a Command,
+    ) -> impl Fn(
+        &mut Store<StoreData>,
+        &WorldInstance,
+    ) -> wasmtime::Result<Result<Command, Vec<FieldError>>>
+    + 'a {
         let limits = &self.limits;
-        let result = slot.call(|store, instance| match instance {
+        move |store, instance| match instance {
             WorldInstance::Validator(v) => {
                 let verdict = v.call_validate(store, user_id, command)?;
                 if let Err(errors) = &verdict {
@@ -303,27 +513,37 @@ impl Policies {
             _ => Err(wasmtime::format_err!(
                 "slot holds a component of another world"
             )),
-        });
-        match result {
-            Ok(Ok(normalized)) => Verdict::component(Validation::Valid(normalized)),
-            Ok(Err(errors)) => Verdict::component(Validation::Invalid(errors)),
-            Err(failure) => self.validate_fallback(command, failure),
         }
     }
 
     fn validate_fallback(&self, command: &Command, failure: CallFailure) -> Verdict<Validation> {
-        let value = match self.slot(SlotKind::CommandValidator).failure_policy() {
+        let policy = self.slot(SlotKind::CommandValidator).failure_policy();
+        let value = match policy {
             FailurePolicy::FailOpen => Validation::Valid(command.clone()),
-            FailurePolicy::FailClosed => Validation::Unavailable,
+            FailurePolicy::FailClosed | FailurePolicy::FailPrevious => Validation::Unavailable,
         };
+        count_fallback(SlotKind::CommandValidator, policy, failure);
         Verdict::fallback(value, failure)
     }
 
     /// Decide whether the legacy voice clients get `event`.
     pub fn filter_voice(&self, event: &Event) -> Verdict<VoiceDecision> {
-        let slot = self.slot(SlotKind::VoiceFilter);
+        let call = self.voice_call(event);
+        match self.slot(SlotKind::VoiceFilter).call(&call) {
+            Ok(verdict) => Verdict::component(voice_decision(verdict)),
+            Err(failure) => match self.ask_previous(SlotKind::VoiceFilter, failure, &call) {
+                Some(verdict) => Verdict::previous(voice_decision(verdict), failure),
+                None => self.voice_fallback(event, failure),
+            },
+        }
+    }
+
+    fn voice_call<'a>(
+        &'a self,
+        event: &'a Event,
+    ) -> impl Fn(&mut Store<StoreData>, &WorldInstance) -> wasmtime::Result<VoiceVerdict> + 'a {
         let limits = &self.limits;
-        let result = slot.call(|store, instance| match instance {
+        move |store, instance| match instance {
             WorldInstance::Voice(v) => {
                 let verdict = v.call_filter(store, event)?;
                 if let VoiceVerdict::Relay(guild) = &verdict {
@@ -334,11 +554,6 @@ impl Policies {
             _ => Err(wasmtime::format_err!(
                 "slot holds a component of another world"
             )),
-        });
-        match result {
-            Ok(VoiceVerdict::Reject) => Verdict::component(VoiceDecision::Reject),
-            Ok(VoiceVerdict::Relay(guild)) => Verdict::component(VoiceDecision::Relay(guild)),
-            Err(failure) => self.voice_fallback(event, failure),
         }
     }
 
@@ -348,6 +563,7 @@ impl Policies {
             (FailurePolicy::FailOpen, Some(guild)) => VoiceDecision::Relay(guild.clone()),
             _ => VoiceDecision::Reject,
         };
+        count_fallback(SlotKind::VoiceFilter, policy, failure);
         Verdict::fallback(value, failure)
     }
 
@@ -396,8 +612,18 @@ impl Policies {
         let failure = CallFailure::Abandoned;
         // The event in progress gets the failure policy's answer; the rest go in the next hop.
         let upto = (from + decided.len() + 1).min(events.len());
-        for event in &events[from + decided.len()..upto] {
-            decided.push(self.route_fallback(&event.meta, failure));
+        for index in from + decided.len()..upto {
+            let thread_events = events.clone();
+            let answer = self
+                .ask_previous_async(SlotKind::EventRouter, 1, move |p| {
+                    let event = &thread_events[index];
+                    p.ask_previous(SlotKind::EventRouter, failure, &p.route_call(event))
+                })
+                .await;
+            decided.push(match answer {
+                Some(route) => Verdict::previous(route_decision(route), failure),
+                None => self.route_fallback(&events[index].meta, failure),
+            });
         }
         decided
     }
@@ -410,31 +636,61 @@ impl Policies {
     ) -> Verdict<Validation> {
         let policies = self.clone();
         let sent = command.clone();
+        let user_for_previous = user_id.clone();
         let run = self
             .executor
             .run_within(self.limits.caller_deadline(1), move || {
                 policies.validate(&user_id, &sent)
             })
             .await;
-        run.unwrap_or_else(|e| {
-            self.note_run_error(SlotKind::CommandValidator, e);
-            self.validate_fallback(&command, CallFailure::Abandoned)
-        })
+        let e = match run {
+            Ok(verdict) => return verdict,
+            Err(e) => e,
+        };
+        self.note_run_error(SlotKind::CommandValidator, e);
+        let failure = CallFailure::Abandoned;
+        let (user, sent) = (user_for_previous, command.clone());
+        let answer = self
+            .ask_previous_async(SlotKind::CommandValidator, 1, move |p| {
+                p.ask_previous(
+                    SlotKind::CommandValidator,
+                    failure,
+                    &p.validate_call(&user, &sent),
+                )
+            })
+            .await;
+        match answer {
+            Some(verdict) => Verdict::previous(validation(verdict), failure),
+            None => self.validate_fallback(&command, failure),
+        }
     }
 
     /// Rate-limit one command from async code (two calls: `bucket-key` and `check`).
     pub async fn check_rate_async(self: &Arc<Self>, request: RateRequest) -> Verdict<LimitOutcome> {
         let policies = self.clone();
+        let sent = request.clone();
         let run = self
             .executor
             .run_within(self.limits.caller_deadline(2), move || {
-                policies.check_rate(&request)
+                policies.check_rate(&sent)
             })
             .await;
-        run.unwrap_or_else(|e| {
-            self.note_run_error(SlotKind::RateLimiter, e);
-            self.rate_fallback(CallFailure::Abandoned)
-        })
+        let e = match run {
+            Ok(verdict) => return verdict,
+            Err(e) => e,
+        };
+        self.note_run_error(SlotKind::RateLimiter, e);
+        let failure = CallFailure::Abandoned;
+        let answer = self
+            .ask_previous_async(SlotKind::RateLimiter, 2, move |p| {
+                let call = p.rate_call(&request, p.now_ms());
+                p.ask_previous(SlotKind::RateLimiter, failure, &call)
+            })
+            .await;
+        match answer {
+            Some(verdict) => Verdict::previous(limit_outcome(verdict), failure),
+            None => self.rate_fallback(failure),
+        }
     }
 
     /// Filter one event for the legacy voice clients from async code (bounded wait).
@@ -446,10 +702,22 @@ impl Policies {
                 policies.filter_voice(&sent)
             })
             .await;
-        run.unwrap_or_else(|e| {
-            self.note_run_error(SlotKind::VoiceFilter, e);
-            self.voice_fallback(&event, CallFailure::Abandoned)
-        })
+        let e = match run {
+            Ok(verdict) => return verdict,
+            Err(e) => e,
+        };
+        self.note_run_error(SlotKind::VoiceFilter, e);
+        let failure = CallFailure::Abandoned;
+        let sent = event.clone();
+        let answer = self
+            .ask_previous_async(SlotKind::VoiceFilter, 1, move |p| {
+                p.ask_previous(SlotKind::VoiceFilter, failure, &p.voice_call(&sent))
+            })
+            .await;
+        match answer {
+            Some(verdict) => Verdict::previous(voice_decision(verdict), failure),
+            None => self.voice_fallback(&event, failure),
+        }
     }
 
     fn note_run_error(&self, slot: SlotKind, e: RunError) {
@@ -485,18 +753,62 @@ impl Policies {
         self.executor.run(move || f(&policies)).await
     }
 
-    /// Load `bytes` into `kind` off the async runtime (compilation takes a while).
+    /// Load `bytes` with `config` into `kind` off the async runtime (compilation takes a
+    /// while); `init` checks the configuration before anything is swapped.
     pub async fn load(
         self: &Arc<Self>,
         kind: SlotKind,
         bytes: Vec<u8>,
         source: String,
+        config: ComponentConfig,
     ) -> Result<super::VersionInfo, LoadError> {
         let policies = self.clone();
-        tokio::task::spawn_blocking(move || policies.slot(kind).load(&bytes, &source))
+        tokio::task::spawn_blocking(move || policies.slot(kind).load(&bytes, &source, config))
             .await
             .unwrap_or_else(|e| Err(LoadError::Instantiate(format!("load task failed: {e}"))))
     }
+}
+
+fn route_decision(route: Route) -> RouteDecision {
+    match route {
+        Route::Drop => RouteDecision::Drop,
+        Route::Deliver(d) => RouteDecision::Deliver {
+            topics: d.topics,
+            payload: d.payload,
+        },
+    }
+}
+
+fn limit_outcome(verdict: LimitVerdict) -> LimitOutcome {
+    match verdict {
+        LimitVerdict::Allow(remaining) => LimitOutcome::Allow { remaining },
+        LimitVerdict::Deny(ms) => LimitOutcome::Deny { retry_after_ms: ms },
+    }
+}
+
+fn validation(verdict: Result<Command, Vec<FieldError>>) -> Validation {
+    match verdict {
+        Ok(normalized) => Validation::Valid(normalized),
+        Err(errors) => Validation::Invalid(errors),
+    }
+}
+
+fn voice_decision(verdict: VoiceVerdict) -> VoiceDecision {
+    match verdict {
+        VoiceVerdict::Reject => VoiceDecision::Reject,
+        VoiceVerdict::Relay(guild) => VoiceDecision::Relay(guild),
+    }
+}
+
+/// Count a failure policy's own answer (`answer` is the policy that gave it; a
+/// `fail-previous` slot that got here failed closed).
+fn count_fallback(kind: SlotKind, policy: FailurePolicy, failure: CallFailure) {
+    let answer = match policy {
+        FailurePolicy::FailOpen => "fail-open",
+        FailurePolicy::FailClosed | FailurePolicy::FailPrevious => "fail-closed",
+    };
+    metrics::counter!("gateway_component_fallback_answers_total", "slot" => kind.as_str(), "answer" => answer, "reason" => failure.as_str())
+        .increment(1);
 }
 
 /// Verdicts a call thread has reached so far in one [`Policies::route_events`] hop.

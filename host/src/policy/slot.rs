@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::breaker::{Breaker, BreakerInfo, BreakerSettings, Tripped};
+use super::component_config::ComponentConfig;
 use super::runtime::PolicyRuntime;
 use super::slot_kind::{FailurePolicy, SlotKind};
 use super::store_data::StoreData;
@@ -34,7 +35,8 @@ use super::version::{
 pub struct SlotSettings {
     /// What the slot answers when its component fails.
     pub failure: FailurePolicy,
-    /// The key/values handed to the component's `init`.
+    /// The config file's keys for the slot: handed to `init` of the slot's starting
+    /// component, and of a components-directory file without its own `<slot>.toml`.
     pub config: Vec<(String, String)>,
 }
 
@@ -176,18 +178,13 @@ impl PolicySlot {
         }
     }
 
-    /// Load `bytes` for this slot with the slot's configuration (the slow part, no lock
-    /// held) without making it live.
-    pub fn prepare(&self, bytes: &[u8], source: &str) -> Result<ComponentVersion, LoadError> {
-        self.prepare_with_config(bytes, source, self.settings.config.clone())
-    }
-
-    /// Like [`PolicySlot::prepare`] with an explicit `init` configuration.
-    pub fn prepare_with_config(
+    /// Load `bytes` for this slot with `config` (the slow part, no lock held) without
+    /// making it live. A refusal is counted and kept as the slot's last rejection.
+    pub fn prepare(
         &self,
         bytes: &[u8],
         source: &str,
-        config: Vec<(String, String)>,
+        config: ComponentConfig,
     ) -> Result<ComponentVersion, LoadError> {
         ComponentVersion::load(&self.runtime, self.kind, bytes, config, source).inspect_err(|e| {
             metrics::counter!("gateway_component_rejections_total", "slot" => self.kind.as_str())
@@ -201,10 +198,30 @@ impl PolicySlot {
         })
     }
 
-    /// Load `bytes` and, if every step passes, make it the live version.
-    pub fn load(&self, bytes: &[u8], source: &str) -> Result<VersionInfo, LoadError> {
-        let candidate = self.prepare(bytes, source)?;
+    /// Like [`PolicySlot::prepare`] with explicit pairs (tests and tools).
+    pub fn prepare_with_config(
+        &self,
+        bytes: &[u8],
+        source: &str,
+        config: Vec<(String, String)>,
+    ) -> Result<ComponentVersion, LoadError> {
+        self.prepare(bytes, source, config.into())
+    }
+
+    /// Load `bytes` with `config` and, if every step passes, make it the live version.
+    pub fn load(
+        &self,
+        bytes: &[u8],
+        source: &str,
+        config: ComponentConfig,
+    ) -> Result<VersionInfo, LoadError> {
+        let candidate = self.prepare(bytes, source, config)?;
         Ok(self.install(candidate))
+    }
+
+    /// The config file's keys for this slot (see [`SlotSettings::config`]).
+    pub fn config_file_keys(&self) -> &[(String, String)] {
+        &self.settings.config
     }
 
     /// Make an already loaded version live; the replaced one is kept for rollback.
@@ -248,6 +265,11 @@ impl PolicySlot {
         metrics::counter!("gateway_component_swaps_total", "slot" => self.kind.as_str())
             .increment(1);
         Ok(info)
+    }
+
+    /// The version the last swap replaced, if any (what `fail-previous` asks).
+    pub fn previous(&self) -> Option<Arc<ComponentVersion>> {
+        self.previous.lock().0.clone()
     }
 
     /// The live version (hold the `Arc` for the duration of one call).

@@ -80,4 +80,18 @@ pub enum FailurePolicy {
     FailOpen,
     /// Refuse (router: drop the event; limiter: deny; validator: reject; voice: reject).
     FailClosed,
+    /// Ask the slot's previous version; if there is none or it fails too, fail closed.
+    /// Safe for a redacting router whose previous version also redacts.
+    FailPrevious,
+}
+
+impl FailurePolicy {
+    /// The name used in configuration, metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailurePolicy::FailOpen => "fail-open",
+            FailurePolicy::FailClosed => "fail-closed",
+            FailurePolicy::FailPrevious => "fail-previous",
+        }
+    }
 }

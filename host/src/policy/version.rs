@@ -3,7 +3,9 @@
 //!
 //! Loading runs every check a candidate must pass before it may go live: it compiles, its
 //! imports are satisfied by the sandbox, it exports the slot's world with the right types,
-//! it instantiates within the limits, and its `init` accepts the slot's configuration.
+//! it was built against a `gateway:policy` version the host serves (see
+//! [`super::wit_version`]), it instantiates within the limits, and its `init` accepts the
+//! configuration it came with (kept with the version, see [`super::component_config`]).
 //!
 //! Calls take a warm instance from a small pool (instantiating one if none is free), run
 //! under the epoch deadline and the store's memory limit, and put the instance back. An
@@ -23,11 +25,13 @@ use wasmtime::{Store, Trap};
 
 use super::bindings::{limiter, router, validator, voice};
 use super::bounds::OutputBound;
+use super::component_config::{ComponentConfig, ConfigSource};
 use super::limits::RuntimeLimits;
 use super::memory::MemoryCapExceeded;
 use super::runtime::PolicyRuntime;
 use super::slot_kind::SlotKind;
 use super::store_data::{Origin, StoreData};
+use super::wit_version::{check_version, imported_versions};
 
 /// Why a candidate component was refused. Each names the step it failed at.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +39,9 @@ pub enum LoadError {
     /// Not a valid WebAssembly component (or random bytes).
     #[error("not a valid component: {0}")]
     Compile(String),
+    /// Built against a `gateway:policy` version this host does not serve.
+    #[error("unsupported WIT version: {0}")]
+    Version(String),
     /// It imports something the sandbox does not provide.
     #[error("imports not provided by the host sandbox: {0}")]
     Imports(String),
@@ -160,6 +167,10 @@ pub struct VersionInfo {
     pub source: String,
     pub calls: u64,
     pub failures: u64,
+    /// The configuration its `init` accepted.
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// Where that configuration came from.
+    pub config_source: ConfigSource,
 }
 
 /// One loaded component version.
@@ -171,7 +182,7 @@ pub struct ComponentVersion {
     source: String,
     origin: Origin,
     pre: WorldPre,
-    config: Vec<(String, String)>,
+    config: ComponentConfig,
     runtime: PolicyRuntime,
     pool: Mutex<Vec<Warm>>,
     calls: AtomicU64,
@@ -197,12 +208,17 @@ impl ComponentVersion {
         runtime: &PolicyRuntime,
         kind: SlotKind,
         bytes: &[u8],
-        config: Vec<(String, String)>,
+        config: impl Into<ComponentConfig>,
         source: impl Into<String>,
     ) -> Result<ComponentVersion, LoadError> {
+        let config = config.into();
         let sha256 = sha256_hex(bytes);
         let component = Component::new(runtime.engine(), bytes)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        // Before linking: a version mismatch must read as one, not as a missing import.
+        for version in imported_versions(&component, runtime.engine()) {
+            check_version(&version).map_err(LoadError::Version)?;
+        }
         let pre = runtime
             .linker()
             .instantiate_pre(&component)
@@ -248,7 +264,7 @@ impl ComponentVersion {
         store.epoch_deadline_trap();
         store.set_epoch_deadline(RuntimeLimits::ticks(self.limits().init_timeout_ms));
         let result = catch_unwind(AssertUnwindSafe(|| {
-            self.pre.instantiate(&mut store, &self.config)
+            self.pre.instantiate(&mut store, &self.config.pairs)
         }));
         match result {
             Ok(Ok(Ok(instance))) => Ok(Warm {
@@ -330,6 +346,11 @@ impl ComponentVersion {
         &self.sha256
     }
 
+    /// The configuration its `init` accepted, and where it came from.
+    pub fn config(&self) -> &ComponentConfig {
+        &self.config
+    }
+
     /// Snapshot for operators.
     pub fn info(&self) -> VersionInfo {
         VersionInfo {
@@ -339,6 +360,8 @@ impl ComponentVersion {
             source: self.source.clone(),
             calls: self.calls.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            config: self.config.to_json(),
+            config_source: self.config.source,
         }
     }
 }

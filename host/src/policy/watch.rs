@@ -1,8 +1,14 @@
 //! Hot-loading from a watched components directory (`GATEWAY_COMPONENTS_DIR`).
 //!
 //! A file named `<slot>.wasm` (e.g. `rate-limiter.wasm`) is loaded into that slot when it
-//! appears or changes. Writes are debounced (a burst of file events for one file makes
-//! one load), a file whose hash is already live is skipped, and other names are ignored.
+//! appears or changes, with the configuration [`resolve_config`] gives it: the optional
+//! `<slot>.toml` beside it (a flat `key = value` table), else the config file's slot keys.
+//! A change to `<slot>.toml` alone (written or removed) reloads `<slot>.wasm` with the new
+//! configuration, so the directory's state after any change is what a restart would give.
+//! Writes are debounced (a burst of file events for one slot makes one load), a file whose
+//! hash is already live *with the same configuration* is skipped, and other names are
+//! ignored. The `.toml` is read with the same checks as the `.wasm` (below), capped at
+//! [`super::component_config::MAX_CONFIG_BYTES`].
 //!
 //! Why the checks: the directory is a door into the process, and whatever is behind a
 //! name is read into memory. Only a **regular file** is read: a symlink (`-> /dev/zero`
@@ -29,6 +35,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 
 use super::Policies;
+use super::component_config::resolve_config;
 use super::slot_kind::SlotKind;
 use super::version::sha256_hex;
 
@@ -40,12 +47,18 @@ pub struct ComponentsWatcher {
     _watcher: notify::RecommendedWatcher,
 }
 
-/// The slot a file is meant for, from its name.
+/// The slot a file is meant for, from its name (`<slot>.wasm` or its `<slot>.toml`).
 pub fn slot_for_path(path: &Path) -> Option<SlotKind> {
-    if path.extension()? != "wasm" {
+    let ext = path.extension()?;
+    if ext != "wasm" && ext != "toml" {
         return None;
     }
     path.file_stem()?.to_str()?.parse().ok()
+}
+
+/// The component file a directory entry belongs to: `<slot>.toml` → `<slot>.wasm`.
+fn component_path(path: &Path) -> PathBuf {
+    path.with_extension("wasm")
 }
 
 /// Load every `<slot>.wasm` in `dir` now (an error names the first file refused), then
@@ -64,18 +77,27 @@ pub fn watch_components_dir(
     // Watch first, so a file written during the initial load is not missed.
     let (tx, rx) = mpsc::channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event
-            && (event.kind.is_create() || event.kind.is_modify())
-        {
+        if let Ok(event) = event {
+            let removed = event.kind.is_remove();
+            if !(event.kind.is_create() || event.kind.is_modify() || removed) {
+                return;
+            }
             for path in event.paths {
-                let _ = tx.send(path);
+                // A removed `.wasm` leaves the live version serving; a removed `.toml`
+                // means the component's configuration changed.
+                if removed && path.extension().is_some_and(|e| e == "wasm") {
+                    continue;
+                }
+                if slot_for_path(&path).is_some() {
+                    let _ = tx.send(component_path(&path));
+                }
             }
         }
     })?;
     watcher.watch(dir, RecursiveMode::NonRecursive)?;
     let mut initial: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| slot_for_path(p).is_some())
+        .filter(|p| slot_for_path(p).is_some() && p.extension().is_some_and(|e| e == "wasm"))
         .collect();
     initial.sort();
     for path in initial {
@@ -107,8 +129,9 @@ fn reload(path: &Path, policies: &Policies, max_bytes: usize) {
     }
 }
 
-/// Loads `path` into its slot (unless its bytes are already live). `Ok` also for names
-/// that are not `<slot>.wasm` and for files that vanished before they could be read.
+/// Loads `path` (a `<slot>.wasm`) into its slot with its configuration, unless those bytes
+/// with that configuration are already live. `Ok` also for names that are not
+/// `<slot>.wasm` and for files that vanished before they could be read.
 fn load_file(path: &Path, policies: &Policies, max_bytes: usize) -> Result<(), String> {
     let Some(kind) = slot_for_path(path) else {
         return Ok(());
@@ -119,13 +142,16 @@ fn load_file(path: &Path, policies: &Policies, max_bytes: usize) -> Result<(), S
         Err(ReadError::Refused(reason)) => return Err(reason),
     };
     let slot = policies.slot(kind);
-    if slot.current().sha256() == sha256_hex(&bytes) {
+    let config = resolve_config(Some(path), None, slot.config_file_keys())?;
+    let current = slot.current();
+    // Same bytes and same pairs behave the same: no swap (wherever the pairs came from).
+    if current.sha256() == sha256_hex(&bytes) && current.config().pairs == config.pairs {
         return Ok(());
     }
     let info = slot
-        .load(&bytes, &format!("file:{}", path.display()))
+        .load(&bytes, &format!("file:{}", path.display()), config)
         .map_err(|e| format!("refused for slot {kind}: {e}"))?;
-    tracing::info!(slot = %kind, sha256 = %info.sha256, path = %path.display(), "loaded component from directory");
+    tracing::info!(slot = %kind, sha256 = %info.sha256, path = %path.display(), config_source = ?info.config_source, "loaded component from directory");
     Ok(())
 }
 

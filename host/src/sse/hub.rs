@@ -462,6 +462,7 @@ async fn route_batch(
                     &format!("events were lost upstream: {why}"),
                 );
             }
+            let answered_by = verdict.answered_by();
             match verdict.value {
                 RouteDecision::Deliver { topics, payload } => {
                     let id = EventId {
@@ -469,7 +470,7 @@ async fn route_batch(
                         seq: *next_seq,
                     };
                     *next_seq += 1;
-                    tracing::debug!(event = "event.routed", trace_id = %event.trace_id, %id, topics = ?topics, fallback = verdict.fallback.is_some(), "event routed");
+                    tracing::debug!(event = "event.routed", trace_id = %event.trace_id, %id, topics = ?topics, fallback = verdict.fallback.is_some(), answered_by, "event routed");
                     let replacement = payload.as_deref().and_then(|p| parse_payload(p, event));
                     let clients = hub.publish(Arc::new(Frame::build(
                         id,
@@ -482,7 +483,7 @@ async fn route_batch(
                     tracing::debug!(event = "event.delivered", trace_id = %event.trace_id, %id, clients, latency_ms, "event delivered");
                 }
                 RouteDecision::Drop => {
-                    tracing::debug!(event = "event.dropped", trace_id = %event.trace_id, fallback = verdict.fallback.is_some(), "event dropped by the router");
+                    tracing::debug!(event = "event.dropped", trace_id = %event.trace_id, fallback = verdict.fallback.is_some(), answered_by, "event dropped by the router");
                 }
             }
             from += 1;
