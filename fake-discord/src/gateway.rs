@@ -152,8 +152,7 @@ impl Connection {
         }
         let sent = match cmd {
             ConnCommand::Dispatch { seq, t, d } => {
-                self.send(&json!({"op": 0, "s": seq, "t": t, "d": d}))
-                    .await
+                self.send(&json!({"op": 0, "s": seq, "t": t, "d": d})).await
             }
             ConnCommand::Reconnect => self.send(&json!({"op": 7, "d": null})).await,
             ConnCommand::InvalidSession(resumable) => {
@@ -307,7 +306,10 @@ impl Connection {
             }
         };
         if !replay {
-            inner.counters.resumes_refused.fetch_add(1, Ordering::Relaxed);
+            inner
+                .counters
+                .resumes_refused
+                .fetch_add(1, Ordering::Relaxed);
             return self.send(&json!({"op": 9, "d": false})).await.is_ok();
         }
         true
@@ -342,8 +344,7 @@ fn deflate_sync(z: &mut Compress, input: &[u8]) -> Vec<u8> {
             out.reserve(out.capacity().max(64));
         }
         let consumed = (z.total_in() - start) as usize;
-        if z
-            .compress_vec(&input[consumed..], &mut out, FlushCompress::Sync)
+        if z.compress_vec(&input[consumed..], &mut out, FlushCompress::Sync)
             .is_err()
         {
             return out;

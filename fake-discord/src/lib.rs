@@ -51,8 +51,8 @@ impl FakeDiscord {
         if control.inner.options.events_per_second > 0 {
             let generator = control.clone();
             let mut halt = stop.subscribe();
-            let every = std::time::Duration::from_secs(1)
-                / generator.inner.options.events_per_second;
+            let every =
+                std::time::Duration::from_secs(1) / generator.inner.options.events_per_second;
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 let mut n = 0u64;

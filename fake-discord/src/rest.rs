@@ -29,9 +29,17 @@ pub fn router(control: Control) -> Router {
 /// Which documented route a request is, with its bucket and major parameter.
 enum Route {
     GatewayBot,
-    CreateMessage { channel: String },
-    AddReaction { channel: String, message: String, emoji: String },
-    Typing { channel: String },
+    CreateMessage {
+        channel: String,
+    },
+    AddReaction {
+        channel: String,
+        message: String,
+        emoji: String,
+    },
+    Typing {
+        channel: String,
+    },
 }
 
 impl Route {
@@ -115,7 +123,11 @@ async fn handle(
 }
 
 fn error(status: StatusCode, code: u32, message: &str) -> Response {
-    (status, axum::Json(json!({"code": code, "message": message}))).into_response()
+    (
+        status,
+        axum::Json(json!({"code": code, "message": message})),
+    )
+        .into_response()
 }
 
 fn answer(
@@ -214,7 +226,11 @@ fn answer(
     }
     let mut response = perform(control, route, body);
     if commit_then_500 {
-        response = error(StatusCode::INTERNAL_SERVER_ERROR, 0, "500: Internal Server Error");
+        response = error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            0,
+            "500: Internal Server Error",
+        );
     }
     let h = response.headers_mut();
     let reset_at = SystemTime::now()
@@ -224,8 +240,14 @@ fn answer(
     for (name, value) in [
         ("x-ratelimit-limit", limit.to_string()),
         ("x-ratelimit-remaining", remaining.to_string()),
-        ("x-ratelimit-reset", format!("{:.3}", reset_at.as_secs_f64())),
-        ("x-ratelimit-reset-after", format!("{:.3}", reset_after.as_secs_f64())),
+        (
+            "x-ratelimit-reset",
+            format!("{:.3}", reset_at.as_secs_f64()),
+        ),
+        (
+            "x-ratelimit-reset-after",
+            format!("{:.3}", reset_after.as_secs_f64()),
+        ),
         ("x-ratelimit-bucket", key.0.clone()),
     ] {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -253,7 +275,10 @@ fn limited(retry_after: Duration, global: bool, bucket: Option<(&str, u32)>) -> 
         }
     };
     set("retry-after", format!("{}", secs.ceil() as u64));
-    set("x-ratelimit-scope", if global { "global" } else { "user" }.into());
+    set(
+        "x-ratelimit-scope",
+        if global { "global" } else { "user" }.into(),
+    );
     if global {
         set("x-ratelimit-global", "true".into());
     }
@@ -285,7 +310,11 @@ fn perform(control: &Control, route: Route, body: Option<&Value>) -> Response {
         Route::GatewayBot => gateway_bot(control),
         Route::CreateMessage { channel } => {
             let Some(content) = body.and_then(|b| b["content"].as_str()) else {
-                return error(StatusCode::BAD_REQUEST, 50006, "Cannot send an empty message");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    50006,
+                    "Cannot send an empty message",
+                );
             };
             let nonce = body.and_then(|b| match &b["nonce"] {
                 Value::String(s) => Some(s.clone()),

@@ -73,6 +73,12 @@ impl From<LinkConfig> for Upstream {
     }
 }
 
+impl From<DiscordConfig> for Upstream {
+    fn from(config: DiscordConfig) -> Self {
+        Upstream::Discord(config)
+    }
+}
+
 impl Upstream {
     /// The mode from the environment: direct Discord mode when `DISCORD_BOT_TOKEN` is set
     /// and `LINK_URL` is not; link mode otherwise; both set is an error.
@@ -180,9 +186,7 @@ pub fn health_router(link: LinkHandle, policies: Arc<Policies>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
-            get(move || async move {
-                readiness(link.state(), link.stopped_reason(), &policies)
-            }),
+            get(move || async move { readiness(link.state(), link.stopped_reason(), &policies) }),
         )
         .route("/metrics", get(|| async { metrics_response() }))
 }

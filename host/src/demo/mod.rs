@@ -75,8 +75,15 @@ pub async fn run_discord_fake(
     discord.api_base = fake.api_base();
     let mut host = Host::start(&config, crate::server::Upstream::Discord(discord))?;
     host.demo_mode = true;
-    println!("gateway-host demo (direct Discord mode): open http://{}/", config.http_addr);
-    println!("  fake Discord: REST {} , gateway {} (2 messages/s)", fake.api_base(), fake.gateway_url());
+    println!(
+        "gateway-host demo (direct Discord mode): open http://{}/",
+        config.http_addr
+    );
+    println!(
+        "  fake Discord: REST {} , gateway {} (2 messages/s)",
+        fake.api_base(),
+        fake.gateway_url()
+    );
     println!(
         "  admin API: http://{} (token: GATEWAY_ADMIN_TOKEN, or {DEMO_ADMIN_TOKEN:?} by default)",
         config.admin_addr

@@ -89,7 +89,9 @@ mod tests {
         let mut z = Compress::new(Compression::default(), true);
         let mut inflater = Inflater::new(1 << 20);
         for i in 0..20 {
-            let payload = format!(r#"{{"op":0,"s":{i},"t":"MESSAGE_CREATE","d":{{"content":"hello hello {i}"}}}}"#);
+            let payload = format!(
+                r#"{{"op":0,"s":{i},"t":"MESSAGE_CREATE","d":{{"content":"hello hello {i}"}}}}"#
+            );
             let bytes = deflate(&mut z, payload.as_bytes());
             assert!(bytes.ends_with(&SUFFIX));
             let (a, b) = bytes.split_at(bytes.len() / 2);

@@ -20,7 +20,10 @@ impl BotToken {
     /// Wraps a token (a leading `Bot ` is accepted and removed).
     pub fn new(token: impl Into<String>) -> Self {
         let token = token.into();
-        let token = token.strip_prefix("Bot ").map(str::to_string).unwrap_or(token);
+        let token = token
+            .strip_prefix("Bot ")
+            .map(str::to_string)
+            .unwrap_or(token);
         Self(token.trim().to_string())
     }
 
@@ -177,8 +180,8 @@ mod tests {
             DiscordConfig::from_lookup(env(&[])).unwrap_err(),
             DiscordConfigError::MissingToken
         );
-        let c = DiscordConfig::from_lookup(env(&[("DISCORD_BOT_TOKEN", "Bot s3cr3t")]))
-            .expect("valid");
+        let c =
+            DiscordConfig::from_lookup(env(&[("DISCORD_BOT_TOKEN", "Bot s3cr3t")])).expect("valid");
         assert_eq!(c.token.expose(), "s3cr3t");
         assert!(!format!("{c:?}").contains("s3cr3t"));
         assert_eq!(c.intents, DEFAULT_INTENTS);
@@ -201,7 +204,10 @@ mod tests {
         for bad in [
             &[("DISCORD_BOT_TOKEN", "t"), ("DISCORD_SHARD", "4,4")][..],
             &[("DISCORD_BOT_TOKEN", "t"), ("DISCORD_INTENTS", "x")],
-            &[("DISCORD_BOT_TOKEN", "t"), ("DISCORD_GATEWAY_URL", "http://x")],
+            &[
+                ("DISCORD_BOT_TOKEN", "t"),
+                ("DISCORD_GATEWAY_URL", "http://x"),
+            ],
         ] {
             let pairs: &'static [(&'static str, &'static str)] = bad;
             assert!(DiscordConfig::from_lookup(env(pairs)).is_err(), "{bad:?}");

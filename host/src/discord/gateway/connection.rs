@@ -19,9 +19,8 @@ use crate::discord::rate::SendLimiter;
 use crate::link::LinkState;
 use crate::link::state::LinkStats;
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The close code used to drop a connection while keeping the session resumable
 /// (anything but 1000/1001, which would invalidate it).
@@ -33,7 +32,10 @@ fn with_query(url: &str, compress: bool) -> String {
     let has_path = base
         .split_once("://")
         .is_some_and(|(_, rest)| rest.contains('/'));
-    let mut url = format!("{base}{}?v=10&encoding=json", if has_path { "" } else { "/" });
+    let mut url = format!(
+        "{base}{}?v=10&encoding=json",
+        if has_path { "" } else { "/" }
+    );
     if compress {
         url.push_str("&compress=zlib-stream");
     }
@@ -243,7 +245,10 @@ impl Conn<'_> {
                         reconnect()
                     }
                     CloseAction::Identify => {
-                        info!(code, "the Discord gateway closed the session; identifying afresh");
+                        info!(
+                            code,
+                            "the Discord gateway closed the session; identifying afresh"
+                        );
                         Ended::Reconnect {
                             resume: false,
                             wait: None,
@@ -295,7 +300,11 @@ impl Conn<'_> {
             op::INVALID_SESSION => {
                 let resumable = p.d_value().as_bool().unwrap_or(false);
                 let wait = self.session.invalid_session_wait();
-                warn!(resumable, wait_ms = wait.as_millis() as u64, "Discord invalidated the session (op 9)");
+                warn!(
+                    resumable,
+                    wait_ms = wait.as_millis() as u64,
+                    "Discord invalidated the session (op 9)"
+                );
                 self.close(RESUMABLE_CLOSE).await;
                 Some(Ended::Reconnect {
                     resume: resumable,

@@ -99,7 +99,10 @@ pub(crate) async fn run(config: DiscordConfig, bus: Bus, shared: Arc<Shared>, re
                     );
                     if bot.remaining == 0 {
                         let wait = Duration::from_millis(bot.reset_after_ms);
-                        warn!(wait_ms = bot.reset_after_ms, "no session starts left; waiting for the reset");
+                        warn!(
+                            wait_ms = bot.reset_after_ms,
+                            "no session starts left; waiting for the reset"
+                        );
                         if sleep_or_shutdown(wait, &mut shutdown).await {
                             break;
                         }
@@ -108,7 +111,10 @@ pub(crate) async fn run(config: DiscordConfig, bus: Bus, shared: Arc<Shared>, re
                     bot.url
                 }
                 Err(RestError::Rejected { status: 401, .. }) => {
-                    fatal(&shared, "Discord refused DISCORD_BOT_TOKEN (GET /gateway/bot answered 401)".into());
+                    fatal(
+                        &shared,
+                        "Discord refused DISCORD_BOT_TOKEN (GET /gateway/bot answered 401)".into(),
+                    );
                     return;
                 }
                 Err(e) => {
@@ -158,7 +164,10 @@ pub(crate) async fn run(config: DiscordConfig, bus: Bus, shared: Arc<Shared>, re
 }
 
 /// True when shutdown was asked for during the sleep.
-async fn sleep_or_shutdown(wait: Duration, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+async fn sleep_or_shutdown(
+    wait: Duration,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(wait) => {}
         _ = stopping(shutdown) => return true,

@@ -95,14 +95,17 @@ pub enum CloseAction {
 
 /// Discord's documented Gateway close codes.
 pub fn close_action(code: u16) -> CloseAction {
-    let fatal = |why: &str| CloseAction::Fatal(format!("Discord closed the gateway with {code}: {why}"));
+    let fatal =
+        |why: &str| CloseAction::Fatal(format!("Discord closed the gateway with {code}: {why}"));
     match code {
         4004 => fatal("authentication failed (check DISCORD_BOT_TOKEN)"),
         4010 => fatal("invalid shard (check DISCORD_SHARD)"),
         4011 => fatal("sharding required (set DISCORD_SHARD)"),
         4012 => fatal("invalid API version"),
         4013 => fatal("invalid intents (check DISCORD_INTENTS)"),
-        4014 => fatal("disallowed intents: enable the privileged intents in the developer portal or remove them from DISCORD_INTENTS"),
+        4014 => fatal(
+            "disallowed intents: enable the privileged intents in the developer portal or remove them from DISCORD_INTENTS",
+        ),
         4007 | 4009 => CloseAction::Identify,
         _ => CloseAction::Resume,
     }
@@ -115,7 +118,9 @@ mod tests {
     #[test]
     fn fatal_close_codes_are_exactly_the_documented_ones() {
         for code in [4004, 4010, 4011, 4012, 4013, 4014] {
-            assert!(matches!(close_action(code), CloseAction::Fatal(m) if m.contains(&code.to_string())));
+            assert!(
+                matches!(close_action(code), CloseAction::Fatal(m) if m.contains(&code.to_string()))
+            );
         }
         for code in [1000, 1001, 1006, 4000, 4001, 4002, 4003, 4005, 4008] {
             assert_eq!(close_action(code), CloseAction::Resume, "{code}");
@@ -127,10 +132,16 @@ mod tests {
     #[test]
     fn payloads_have_the_documented_shape() {
         let v: Value = serde_json::from_str(&identify("tok", 513, Some([0, 2]))).expect("json");
-        assert_eq!((v["op"].clone(), v["d"]["intents"].clone()), (json!(2), json!(513)));
+        assert_eq!(
+            (v["op"].clone(), v["d"]["intents"].clone()),
+            (json!(2), json!(513))
+        );
         assert_eq!(v["d"]["shard"], json!([0, 2]));
         let r = Received::decode(br#"{"op":0,"s":5,"t":"X","d":{"a":1}}"#).expect("decode");
-        assert_eq!((r.op, r.s, r.d.expect("d").get()), (0, Some(5), r#"{"a":1}"#));
+        assert_eq!(
+            (r.op, r.s, r.d.expect("d").get()),
+            (0, Some(5), r#"{"a":1}"#)
+        );
         assert_eq!(heartbeat(None), r#"{"d":null,"op":1}"#);
     }
 }

@@ -153,9 +153,19 @@ mod tests {
             reset_after: Some(Duration::from_millis(500)),
         };
         limits.learn(&route("1"), &learned, now);
-        assert_eq!(limits.permit(&route("1"), now), Err(now + Duration::from_millis(500)));
-        assert!(limits.permit(&route("2"), now).is_ok(), "another channel is another bucket");
-        assert!(limits.permit(&route("1"), now + Duration::from_millis(500)).is_ok());
+        assert_eq!(
+            limits.permit(&route("1"), now),
+            Err(now + Duration::from_millis(500))
+        );
+        assert!(
+            limits.permit(&route("2"), now).is_ok(),
+            "another channel is another bucket"
+        );
+        assert!(
+            limits
+                .permit(&route("1"), now + Duration::from_millis(500))
+                .is_ok()
+        );
     }
 
     #[test]
@@ -171,7 +181,10 @@ mod tests {
         assert!(limits.permit(&route("1"), now).is_ok());
         assert!(limits.permit(&route("1"), now).is_err());
         limits.limited(&route("2"), true, Duration::from_secs(2), now);
-        assert_eq!(limits.permit(&route("3"), now), Err(now + Duration::from_secs(2)));
+        assert_eq!(
+            limits.permit(&route("3"), now),
+            Err(now + Duration::from_secs(2))
+        );
     }
 
     #[test]

@@ -121,19 +121,17 @@ impl RestClient {
             if let Some(body) = &body {
                 request = request.json(body);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| RestError::Unavailable(format!("{} {path}: {}", method, e.without_url())))?;
+            let response = request.send().await.map_err(|e| {
+                RestError::Unavailable(format!("{} {path}: {}", method, e.without_url()))
+            })?;
             let status = response.status();
             let learned = learned(response.headers());
             let global_header = header(response.headers(), "x-ratelimit-global")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"));
             let scope = header(response.headers(), "x-ratelimit-scope").map(str::to_string);
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| RestError::Unavailable(format!("{method} {path}: {}", e.without_url())))?;
+            let bytes = response.bytes().await.map_err(|e| {
+                RestError::Unavailable(format!("{method} {path}: {}", e.without_url()))
+            })?;
             let json: Value = if bytes.is_empty() {
                 Value::Null
             } else {
@@ -163,20 +161,23 @@ impl RestClient {
                 continue;
             }
             metrics::counter!("gateway_discord_rest_requests_total", "route" => route.route, "status" => status.as_u16().to_string()).increment(1);
-            debug!(route = route.route, status = status.as_u16(), "Discord REST answer");
+            debug!(
+                route = route.route,
+                status = status.as_u16(),
+                "Discord REST answer"
+            );
             if status.is_success() {
                 return Ok(json);
             }
             if status.is_server_error() {
-                return Err(RestError::Unavailable(format!("{method} {path}: HTTP {status}")));
+                return Err(RestError::Unavailable(format!(
+                    "{method} {path}: HTTP {status}"
+                )));
             }
             return Err(RestError::Rejected {
                 status: status.as_u16(),
                 code: json["code"].as_u64().unwrap_or(0),
-                message: json["message"]
-                    .as_str()
-                    .unwrap_or("no message")
-                    .to_string(),
+                message: json["message"].as_str().unwrap_or("no message").to_string(),
             });
         }
     }
@@ -188,7 +189,12 @@ impl RestClient {
                 Ok(()) => return,
                 Err(until) => {
                     metrics::counter!("gateway_discord_rest_waits_total").increment(1);
-                    debug!(route = route.route, wait_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64, "waiting for the rate-limit bucket");
+                    debug!(
+                        route = route.route,
+                        wait_ms =
+                            until.saturating_duration_since(Instant::now()).as_millis() as u64,
+                        "waiting for the rate-limit bucket"
+                    );
                     tokio::time::sleep_until(until).await;
                 }
             }
