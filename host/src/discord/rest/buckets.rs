@@ -7,7 +7,8 @@
 //! (or `"global": true`) every request, for `retry_after`. On top, at most
 //! `global_per_second` requests leave per second. [`RateLimits::permit`] answers "now"
 //! or "not before T", and counts the request against the bucket, so a command is never
-//! sent into a bucket known to be empty.
+//! sent into a bucket known to be empty. A bucket not known yet lets one request through
+//! (a probe) and holds the others until its answer tells the limits.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -35,6 +36,9 @@ pub struct Learned {
     pub remaining: Option<u32>,
     pub reset_after: Option<Duration>,
 }
+
+/// How long an unanswered probe holds its bucket at most.
+const PROBE_HOLD: Duration = Duration::from_secs(2);
 
 /// All buckets, the global pause, and the global per-second window.
 #[derive(Debug)]
@@ -83,34 +87,52 @@ impl RateLimits {
             return Err(self.window_start + Duration::from_secs(1));
         }
         let key = self.key(route);
-        if let Some(bucket) = self.buckets.get_mut(&key) {
-            if bucket.reset_at <= now {
-                // Refilled; the next response tells the new state.
-                self.buckets.remove(&key);
-            } else if bucket.remaining == 0 {
-                return Err(bucket.reset_at);
-            } else {
+        match self.buckets.get_mut(&key) {
+            Some(bucket) if bucket.reset_at > now => {
+                if bucket.remaining == 0 {
+                    return Err(bucket.reset_at);
+                }
                 bucket.remaining -= 1;
+            }
+            // Unknown, or past its reset: this request probes; the others wait for its answer.
+            _ => {
+                self.buckets.insert(
+                    key,
+                    Bucket {
+                        remaining: 0,
+                        reset_at: now + PROBE_HOLD,
+                    },
+                );
             }
         }
         self.window_count += 1;
         Ok(())
     }
 
-    /// Records what a response's headers said.
+    /// Records what a response's headers said (no headers, or no response: the bucket is
+    /// unknown again, which releases a probe's hold).
     pub fn learn(&mut self, route: &RouteKey, learned: &Learned, now: Instant) {
+        let before = self.key(route);
         if let Some(hash) = &learned.bucket {
             self.hashes.insert(route.route, hash.clone());
         }
-        if let (Some(remaining), Some(after)) = (learned.remaining, learned.reset_after) {
-            let key = self.key(route);
-            self.buckets.insert(
-                key,
-                Bucket {
-                    remaining,
-                    reset_at: now + after,
-                },
-            );
+        let key = self.key(route);
+        if key != before {
+            self.buckets.remove(&before);
+        }
+        match (learned.remaining, learned.reset_after) {
+            (Some(remaining), Some(after)) => {
+                self.buckets.insert(
+                    key,
+                    Bucket {
+                        remaining,
+                        reset_at: now + after,
+                    },
+                );
+            }
+            _ => {
+                self.buckets.remove(&key);
+            }
         }
     }
 
@@ -147,6 +169,10 @@ mod tests {
         let now = Instant::now();
         let mut limits = RateLimits::new(50);
         assert!(limits.permit(&route("1"), now).is_ok());
+        assert!(
+            limits.permit(&route("1"), now).is_err(),
+            "one probe at a time"
+        );
         let learned = Learned {
             bucket: Some("abc".into()),
             remaining: Some(0),

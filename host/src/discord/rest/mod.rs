@@ -27,6 +27,9 @@ use super::config::DiscordConfig;
 /// 429s in a row for one request before it is handed back as retryable.
 const MAX_429_IN_A_ROW: u32 = 5;
 
+/// Longest sleep before re-checking a bucket.
+const RECHECK: Duration = Duration::from_millis(20);
+
 /// What `GET /gateway/bot` said.
 #[derive(Debug, Clone)]
 pub struct GatewayBot {
