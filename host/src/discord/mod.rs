@@ -61,3 +61,37 @@ pub fn spawn(config: DiscordConfig, bus: Bus) -> anyhow::Result<LinkHandle> {
     *shared.task.lock() = Some(task);
     Ok(LinkHandle { shared })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::server::Upstream;
+
+    fn lookup(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<String> + Copy {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_mode_follows_link_url_and_discord_bot_token() {
+        let discord = Upstream::from_lookup(lookup(&[("DISCORD_BOT_TOKEN", "t")]));
+        assert!(matches!(discord, Ok(Upstream::Discord(_))));
+        let link = Upstream::from_lookup(lookup(&[("LINK_TOKEN", "l")]));
+        assert!(matches!(link, Ok(Upstream::Link(_))));
+        let both = Upstream::from_lookup(lookup(&[
+            ("DISCORD_BOT_TOKEN", "t"),
+            ("LINK_URL", "ws://127.0.0.1:1/link"),
+            ("LINK_TOKEN", "l"),
+        ]));
+        let err = both.expect_err("both set is refused").to_string();
+        assert!(
+            err.contains("LINK_URL") && err.contains("DISCORD_BOT_TOKEN"),
+            "{err}"
+        );
+    }
+}
