@@ -8,7 +8,7 @@
 //!
 //! * [`config`]: token (redacted), intents, shard, base URLs, timing knobs.
 //! * [`gateway`]: the session task (Hello, heartbeats, Identify/Resume, op 7/9, close codes).
-//! * [`compression`]: `zlib-stream`.
+//! * [`compression`]: the `zlib-stream` transport compression.
 //! * [`rate`]: gateway send limit and identify pacing.
 //! * [`rest`]: the REST client with per-route buckets and the global limit.
 //! * [`commands`]: command frames → REST calls → acks.

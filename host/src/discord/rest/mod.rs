@@ -198,7 +198,9 @@ impl RestClient {
                             until.saturating_duration_since(Instant::now()).as_millis() as u64,
                         "waiting for the rate-limit bucket"
                     );
-                    tokio::time::sleep_until(until).await;
+                    // Re-check at least every RECHECK: a probe's answer can free the
+                    // bucket before `until`.
+                    tokio::time::sleep_until(until.min(Instant::now() + RECHECK)).await;
                 }
             }
         }
