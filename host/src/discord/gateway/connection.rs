@@ -135,7 +135,7 @@ impl Conn<'_> {
                 _ = sleep_until(next_beat) => {
                     if self.awaiting_ack.is_some() {
                         LinkStats::bump(&self.session.shared.stats.zombies);
-                        metrics::counter!("gateway_link_zombies_total").increment(1);
+                        metrics::counter!("gateway_discord_zombies_total").increment(1);
                         warn!("no heartbeat ACK since the last beat: zombie connection; reconnecting to resume");
                         self.close(RESUMABLE_CLOSE).await;
                         return Ended::Reconnect { resume: true, wait: Some(Duration::ZERO) };
