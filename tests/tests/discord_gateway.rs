@@ -244,3 +244,41 @@ async fn every_fatal_close_code_stops_and_4000_resumes() -> anyhow::Result<()> {
     fake.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_refused_resume_reaches_sse_clients_as_reset() -> anyhow::Result<()> {
+    let fake = start_fake().await?;
+    let host = TestHost::start_upstream(fast_discord_config(&fake), test_config(|_| {})?).await?;
+    wait_state(&host.host.link, LinkState::Connected, T).await?;
+    let token = host
+        .host
+        .auth
+        .mint("42", vec!["*".into()], vec![], Duration::from_secs(60))?;
+    let topic = format!("/api/stream?topics=channel:{CHANNEL}");
+    let mut stream = sse_client::get(
+        &host.addr.to_string(),
+        &topic,
+        &[("Authorization", &format!("Bearer {token}"))],
+    )
+    .await?;
+    fake.control().message_create(CHANNEL, "before");
+    let (_, name, _) = stream.next_event(T).await?.expect("an event");
+    assert_eq!(name, "MESSAGE_CREATE");
+    // The session is invalidated (op 9 false) and this event dies with it.
+    fake.control().invalid_session(false);
+    fake.control().message_create(CHANNEL, "lost");
+    wait_until(T, "a new session", || fake.control().identifies() == 2).await?;
+    wait_state(&host.host.link, LinkState::Connected, T).await?;
+    fake.control().message_create(CHANNEL, "after");
+    let (_, name, data) = stream.next_event(T).await?.expect("the reset");
+    assert_eq!(name, "reset", "{data}");
+    assert_eq!(data["cause"], "upstream_loss", "{data}");
+    let (_, name, data) = stream.next_event(T).await?.expect("the next event");
+    assert_eq!(
+        (name.as_str(), &data["data"]["content"]),
+        ("MESSAGE_CREATE", &serde_json::json!("after"))
+    );
+    host.host.link.shutdown().await;
+    fake.shutdown().await;
+    Ok(())
+}
