@@ -39,8 +39,9 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the host: the upstream link (LINK_URL, LINK_TOKEN required) and the listeners
-    /// on GATEWAY_HTTP_ADDR and GATEWAY_ADMIN_ADDR.
+    /// Run the host: the upstream link (LINK_URL, LINK_TOKEN required), or direct Discord
+    /// mode (DISCORD_BOT_TOKEN set, LINK_URL not set), and the listeners on
+    /// GATEWAY_HTTP_ADDR and GATEWAY_ADMIN_ADDR.
     Serve {
         /// TOML configuration file (see docs/configuration.md); the environment overrides it.
         #[arg(long)]
@@ -52,6 +53,9 @@ enum Command {
         /// TOML configuration file (see docs/configuration.md); the environment overrides it.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Direct Discord mode against an embedded fake Discord instead of the simulator.
+        #[arg(long)]
+        discord_fake: bool,
     },
     /// Mint a caller token (HS256 with GATEWAY_JWT_SECRET, at least 32 bytes) for
     /// development and tests; with --config, it carries the `[auth]` issuer and audience.
@@ -189,22 +193,29 @@ fn init_logging(format: LogFormat) {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => {
-            let link_config = crate::link::LinkConfig::from_env()?;
+            let upstream = crate::server::Upstream::from_env()?;
             let config = Config::load(config.as_deref())?;
             let runtime = tokio::runtime::Runtime::new()?;
             let shutdown = crate::server::shutdown_signal();
-            let result = runtime.block_on(crate::server::serve(config, link_config, shutdown));
+            let result = runtime.block_on(crate::server::serve(config, upstream, shutdown));
             // Whatever is still running (a stuck connection, a blocking call) must not hold
             // the exit: the shutdown deadline has already passed for it.
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             result?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { config } => {
+        Command::Demo {
+            config,
+            discord_fake,
+        } => {
             let config = Config::load(config.as_deref())?;
             let runtime = tokio::runtime::Runtime::new()?;
-            let result =
-                runtime.block_on(crate::demo::run(config, crate::server::shutdown_signal()));
+            let shutdown = crate::server::shutdown_signal();
+            let result = if discord_fake {
+                runtime.block_on(crate::demo::run_discord_fake(config, shutdown))
+            } else {
+                runtime.block_on(crate::demo::run(config, shutdown))
+            };
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             result?;
             Ok(ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 //! Module map (one concept each):
 //! * [`policy`]: the wasmtime runtime, the four policy slots, hot swap and rollback.
 //! * [`link`]: the single upstream WebSocket link (link protocol v1).
+//! * [`discord`]: direct Discord mode (Gateway v10 session + REST), behind the same seam.
 //! * [`bus`]: in-process publication of upstream events.
 //! * [`legacy_ws`]: the legacy voice bridge `/api/ws` (off by default).
 //! * [`internal_events`]: app-side publishing `POST /api/internal/events` (off by default).
@@ -32,6 +33,7 @@ pub mod config;
 pub mod console;
 pub mod cors;
 pub mod demo;
+pub mod discord;
 pub mod event_meta;
 pub mod fd_limit;
 pub mod http1;

@@ -25,6 +25,7 @@ use crate::bus::Bus;
 use crate::commands::CommandPipeline;
 use crate::config::Config;
 use crate::cors::CorsOrigins;
+use crate::discord::DiscordConfig;
 use crate::http1::Limits;
 use crate::legacy_ws::LegacyBridge;
 use crate::link::{self, LinkConfig, LinkHandle, LinkState};
@@ -60,11 +61,52 @@ pub struct Host {
     _watcher: Option<ComponentsWatcher>,
 }
 
+/// Which upstream the host talks to: an upstream gateway service over link protocol v1
+/// (the default), or Discord itself (direct Discord mode, `docs/discord.md`).
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    Link(LinkConfig),
+    Discord(DiscordConfig),
+}
+
+impl From<LinkConfig> for Upstream {
+    fn from(config: LinkConfig) -> Self {
+        Upstream::Link(config)
+    }
+}
+
+impl From<DiscordConfig> for Upstream {
+    fn from(config: DiscordConfig) -> Self {
+        Upstream::Discord(config)
+    }
+}
+
+impl Upstream {
+    /// The mode from the environment: direct Discord mode when `DISCORD_BOT_TOKEN` is set
+    /// and `LINK_URL` is not; link mode otherwise; both set is an error.
+    pub fn from_env() -> anyhow::Result<Upstream> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// [`Upstream::from_env`] over any lookup (tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String> + Copy) -> anyhow::Result<Upstream> {
+        let set = |k: &str| get(k).is_some_and(|v| !v.trim().is_empty());
+        match (set("LINK_URL"), set("DISCORD_BOT_TOKEN")) {
+            (true, true) => anyhow::bail!(
+                "both LINK_URL and DISCORD_BOT_TOKEN are set: choose one upstream (unset LINK_URL \
+                 for direct Discord mode, or DISCORD_BOT_TOKEN for link mode)"
+            ),
+            (false, true) => Ok(Upstream::Discord(DiscordConfig::from_lookup(get)?)),
+            _ => Ok(Upstream::Link(LinkConfig::from_lookup(get)?)),
+        }
+    }
+}
+
 impl Host {
-    /// Load the policies (each slot: its components-directory file if any, else the default),
-    /// watch the directory, start
-    /// the upstream link and the stream hub. Needs a tokio runtime.
-    pub fn start(config: &Config, link_config: LinkConfig) -> anyhow::Result<Host> {
+    /// Load the policies (each slot: its components-directory file if any, else the
+    /// default), watch the directory, start the upstream (link or Discord) and the stream
+    /// hub. Needs a tokio runtime.
+    pub fn start(config: &Config, upstream: impl Into<Upstream>) -> anyhow::Result<Host> {
         let secret = config.jwt_secret.as_ref().ok_or_else(|| {
             anyhow::anyhow!("GATEWAY_JWT_SECRET is not set: it signs and verifies caller tokens")
         })?;
@@ -91,7 +133,10 @@ impl Host {
             .legacy_ws
             .enabled
             .then(|| LegacyBridge::start(&bus, policies.clone(), config.legacy_ws.clone()));
-        let link = link::spawn(link_config, bus.clone());
+        let link = match upstream.into() {
+            Upstream::Link(c) => link::spawn(c, bus.clone()),
+            Upstream::Discord(c) => crate::discord::spawn(c, bus.clone())?,
+        };
         let commands = CommandPipeline::start(config.commands.clone(), link.clone());
         let series = crate::console::Series::start(link.clone(), hub.clone());
         Ok(Host {
@@ -150,7 +195,7 @@ pub fn health_router(link: LinkHandle, policies: Arc<Policies>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
-            get(move || async move { readiness(link.state(), &policies) }),
+            get(move || async move { readiness(link.state(), link.stopped_reason(), &policies) }),
         )
         .route("/metrics", get(|| async { metrics_response() }))
 }
@@ -199,7 +244,11 @@ pub fn public_router(host: &Host) -> Router {
         .layer(host.cors_origins.layer())
 }
 
-fn readiness(state: LinkState, policies: &Policies) -> axum::response::Response {
+fn readiness(
+    state: LinkState,
+    stopped: Option<String>,
+    policies: &Policies,
+) -> axum::response::Response {
     let ready = state == LinkState::Connected;
     let status = if ready {
         StatusCode::OK
@@ -217,8 +266,11 @@ fn readiness(state: LinkState, policies: &Policies) -> axum::response::Response 
             })
         })
         .collect();
-    let body =
+    let mut body =
         serde_json::json!({ "ready": ready, "link": state.as_str(), "components": components });
+    if let Some(reason) = stopped {
+        body["error"] = serde_json::Value::String(reason);
+    }
     (status, axum::Json(body)).into_response()
 }
 
@@ -339,11 +391,11 @@ fn drain_commands_on(
 /// `gateway-host serve`.
 pub async fn serve(
     config: Config,
-    link_config: LinkConfig,
+    upstream: impl Into<Upstream>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     metrics::install();
-    let host = Host::start(&config, link_config)?;
+    let host = Host::start(&config, upstream)?;
     serve_host(host, &config, shutdown).await
 }
 

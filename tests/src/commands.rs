@@ -60,7 +60,15 @@ pub fn limiter_config(config: &mut Config, pairs: &[(&str, &str)]) {
 impl TestHost {
     /// Starts a host linked to `sim` and serves it on 127.0.0.1:0.
     pub async fn start(sim: &SimHandle, config: Config) -> anyhow::Result<TestHost> {
-        let host = Host::start(&config, fast_link_config(&sim.url(), TOKEN))?;
+        Self::start_upstream(fast_link_config(&sim.url(), TOKEN), config).await
+    }
+
+    /// Starts a host on any upstream (link or direct Discord) and serves it on 127.0.0.1:0.
+    pub async fn start_upstream(
+        upstream: impl Into<gateway_host::server::Upstream>,
+        config: Config,
+    ) -> anyhow::Result<TestHost> {
+        let host = Host::start(&config, upstream)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let app = public_router(&host);

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod commands;
+pub mod discord;
 pub mod host;
 pub mod legacy_ws;
 pub mod policy;

@@ -52,6 +52,47 @@ fn page(demo_auth: Option<&Authenticator>) -> Response {
     response
 }
 
+/// `gateway-host demo --discord-fake`: direct Discord mode against an embedded fake
+/// Discord (Gateway v10 + REST on loopback, 2 messages/s), no bot token needed.
+pub async fn run_discord_fake(
+    mut config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    crate::metrics::install();
+    let token = format!("{:032x}", rand::random::<u128>());
+    let mut options = fake_discord::FakeOptions::new(token.clone());
+    options.heartbeat_interval = Duration::from_secs(10);
+    options.events_per_second = 2;
+    let fake = fake_discord::FakeDiscord::start(options).await?;
+    if config.jwt_secret.is_none() {
+        let (a, b) = (rand::random::<u128>(), rand::random::<u128>());
+        config.jwt_secret = Some(Secret::new(format!("{a:032x}{b:032x}")));
+    }
+    if config.admin_token.is_none() {
+        config.admin_token = Some(Secret::new(DEMO_ADMIN_TOKEN));
+    }
+    let mut discord = crate::discord::DiscordConfig::new(crate::discord::BotToken::new(token));
+    discord.api_base = fake.api_base();
+    let mut host = Host::start(&config, crate::server::Upstream::Discord(discord))?;
+    host.demo_mode = true;
+    println!(
+        "gateway-host demo (direct Discord mode): open http://{}/",
+        config.http_addr
+    );
+    println!(
+        "  fake Discord: REST {} , gateway {} (2 messages/s)",
+        fake.api_base(),
+        fake.gateway_url()
+    );
+    println!(
+        "  admin API: http://{} (token: GATEWAY_ADMIN_TOKEN, or {DEMO_ADMIN_TOKEN:?} by default)",
+        config.admin_addr
+    );
+    let result = serve_host(host, &config, shutdown).await;
+    fake.shutdown().await;
+    result
+}
+
 /// `gateway-host demo`: simulator + host + page, until `shutdown`.
 pub async fn run(
     mut config: Config,

@@ -511,7 +511,7 @@ fn classify(msg: Option<Result<Message, tungstenite::Error>>) -> Result<Inbound,
 
 /// Bounded label values for `gateway_events_in_total{type}` (an upstream cannot blow
 /// up the metric's cardinality).
-fn event_type_label(t: &str) -> &'static str {
+pub(crate) fn event_type_label(t: &str) -> &'static str {
     const KNOWN: [&str; 10] = [
         "MESSAGE_CREATE",
         "MESSAGE_UPDATE",

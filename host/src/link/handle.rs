@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub stats: LinkStats,
     pub shutdown: watch::Sender<bool>,
     pub task: Mutex<Option<JoinHandle<()>>>,
+    /// Why the upstream stopped for good (a fatal Discord close code), if it did.
+    pub stopped: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -82,6 +84,12 @@ impl LinkHandle {
     /// The last ping round-trip time, once one was measured.
     pub fn last_rtt(&self) -> Option<Duration> {
         self.stats().last_rtt
+    }
+
+    /// Why the upstream stopped for good and will not reconnect (direct Discord mode: a
+    /// fatal close code such as 4004), if it did.
+    pub fn stopped_reason(&self) -> Option<String> {
+        self.shared.stopped.lock().clone()
     }
 
     /// The link's counters.

@@ -18,7 +18,7 @@
 //! * `client`: the task itself.
 
 pub mod backoff;
-mod client;
+pub(crate) mod client;
 pub mod config;
 pub mod handle;
 pub mod heartbeat;
@@ -50,6 +50,7 @@ pub fn spawn(config: LinkConfig, bus: Bus) -> LinkHandle {
         stats: Default::default(),
         shutdown: watch::channel(false).0,
         task: Mutex::new(None),
+        stopped: Mutex::new(None),
     });
     let task = tokio::spawn(client::run(config, bus, shared.clone()));
     *shared.task.lock() = Some(task);

@@ -1,4 +1,4 @@
-//! Keeps the link token out of the logs at every level.
+//! Keeps the link token and the Discord bot token out of the logs at every level.
 //!
 //! The token travels in the `Authorization` header of the upgrade request, and
 //! `tungstenite` logs that whole request at trace level (`Request: "GET /link … Bearer
@@ -9,8 +9,16 @@
 
 use tracing::{Level, Metadata};
 
-/// Targets whose trace output can carry the upgrade request (and so the token).
-const HANDSHAKE_TARGETS: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
+/// Targets whose trace output can carry the upgrade request or a frame (and so a token:
+/// the link's Authorization header, Discord's Identify/Resume payloads), or an HTTP
+/// request's headers (Discord REST's `Authorization: Bot …`).
+const HANDSHAKE_TARGETS: [&str; 5] = [
+    "tungstenite",
+    "tokio_tungstenite",
+    "reqwest",
+    "hyper",
+    "hyper_util",
+];
 
 /// False for trace events of the WebSocket client crates; true for everything else.
 pub fn may_log(meta: &Metadata<'_>) -> bool {

@@ -1,0 +1,135 @@
+//! The bot token reaches no log, even at `RUST_LOG=trace`: `gateway-host serve` runs as a
+//! real process in direct Discord mode against the fake Discord, identifies (the token is
+//! in the Identify payload), sends a message over REST (the token is in the
+//! Authorization header), and its whole output must not contain the token.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_discord::{FakeDiscord, FakeOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gateway-host");
+const BOT_TOKEN: &str = "MTAwMDAw.bot-token.4e1d9b7c22a64f03";
+const JWT_SECRET: &str = "jwt-secret-5b0e8d2f41c97a36aa0e8d2f41c97a36";
+const QUIET_COMPILER: &str = "trace,cranelift_codegen=info,cranelift_frontend=info,wasmtime_internal_cranelift=info,regalloc2=info";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+#[test]
+fn the_bot_token_is_not_logged_at_trace_level() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut options = FakeOptions::new(BOT_TOKEN);
+    options.heartbeat_interval = Duration::from_millis(200);
+    let fake = runtime
+        .block_on(FakeDiscord::start(options))
+        .expect("fake starts");
+    let (http, admin) = (free_port(), free_port());
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("RUST_LOG", QUIET_COMPILER)
+        .env_remove("LINK_URL")
+        .env_remove("LINK_TOKEN")
+        .env("DISCORD_BOT_TOKEN", BOT_TOKEN)
+        .env("DISCORD_API_BASE", fake.api_base())
+        .env("GATEWAY_HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("GATEWAY_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+        .env("GATEWAY_JWT_SECRET", JWT_SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let ready = |agent: &ureq::Agent| {
+        agent
+            .get(&format!("http://127.0.0.1:{http}/readyz"))
+            .call()
+            .ok()
+            .map(|r| r.status().as_u16())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ready(&agent) != Some(200) {
+        assert!(Instant::now() < deadline, "host never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let caller = Command::new(BIN)
+        .args(["token", "--sub", "42"])
+        .env("GATEWAY_JWT_SECRET", JWT_SECRET)
+        .output()
+        .expect("token");
+    let caller = String::from_utf8_lossy(&caller.stdout).trim().to_string();
+    let status = agent
+        .post(&format!(
+            "http://127.0.0.1:{http}/api/commands/send-message"
+        ))
+        .header("Authorization", &format!("Bearer {caller}"))
+        .header("Content-Type", "application/json")
+        .send(r#"{"channelId":"1110000000000000001","content":"over REST"}"#)
+        .map(|r| r.status().as_u16());
+    assert!(matches!(status, Ok(200 | 202)), "{status:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.control().messages().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the message never reached the fake"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A few heartbeats at trace level too.
+    std::thread::sleep(Duration::from_millis(500));
+
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.wait();
+    let mut logs = out_reader.join().unwrap_or_default();
+    logs.extend(err_reader.join().unwrap_or_default());
+    let logs = String::from_utf8_lossy(&logs);
+    assert!(
+        logs.contains("TRACE"),
+        "the host really logged at trace level"
+    );
+    assert!(
+        logs.contains("Discord session ready"),
+        "the session came up"
+    );
+    assert!(fake.control().identifies() >= 1);
+    assert!(
+        !logs.contains(BOT_TOKEN),
+        "DISCORD_BOT_TOKEN appears in the trace logs"
+    );
+    assert!(
+        !logs.contains("4e1d9b7c22a64f03"),
+        "part of the token appears in the logs"
+    );
+    runtime.block_on(fake.shutdown());
+}
