@@ -213,7 +213,9 @@ impl ComponentVersion {
     ) -> Result<ComponentVersion, LoadError> {
         let config = config.into();
         let sha256 = sha256_hex(bytes);
-        let component = Component::new(runtime.engine(), bytes)
+        // Binary only: a text (WAT) upload would be compiled by `Component::new`, and its
+        // parse errors read like nonsense to whoever uploaded random bytes.
+        let component = Component::from_binary(runtime.engine(), bytes)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         // Before linking: a version mismatch must read as one, not as a missing import.
         for version in imported_versions(&component, runtime.engine()) {
