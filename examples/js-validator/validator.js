@@ -128,7 +128,7 @@ function checkContent(raw, s, errors) {
       ),
     );
   }
-  if (!s.allowMassMentions && /@(everyone|here)\b/.test(content)) {
+  if (!s.allowMassMentions && /(^|[^\w])@(everyone|here)\b/.test(content)) {
     errors.push(
       fieldError("content", "mass_mention", "@everyone and @here are not allowed here"),
     );

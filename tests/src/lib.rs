@@ -4,6 +4,7 @@
 //! feature fails the test with a message instead of hanging it.
 
 pub mod commands;
+pub mod foreign;
 pub mod host;
 pub mod legacy_ws;
 pub mod policy;
