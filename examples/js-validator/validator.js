@@ -103,8 +103,25 @@ function chars(s) {
   return n;
 }
 
-function escapeRegExp(s) {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+/** An ASCII letter, digit or underscore, or a non-ASCII letter that has an upper and a lower case. */
+function isWordChar(c) {
+  return /[A-Za-z0-9_]/.test(c) || (c.codePointAt(0) > 0x7f && c.toLowerCase() !== c.toUpperCase());
+}
+
+/** The lower-cased words of `text` (runs of word characters). */
+function wordsOf(text) {
+  const words = new Set();
+  let word = "";
+  for (const c of text.toLowerCase()) {
+    if (isWordChar(c)) {
+      word += c;
+    } else if (word) {
+      words.add(word);
+      word = "";
+    }
+  }
+  if (word) words.add(word);
+  return words;
 }
 
 function checkContent(raw, s, errors) {
@@ -133,12 +150,9 @@ function checkContent(raw, s, errors) {
       fieldError("content", "mass_mention", "@everyone and @here are not allowed here"),
     );
   }
-  const lower = content.toLowerCase();
-  for (const word of s.blockedWords) {
-    if (new RegExp(`(^|[^\\p{L}\\p{N}_])${escapeRegExp(word)}($|[^\\p{L}\\p{N}_])`, "u").test(lower)) {
-      errors.push(fieldError("content", "blocked_word", "content contains a blocked word"));
-      break;
-    }
+  const words = wordsOf(content);
+  if (s.blockedWords.some((w) => words.has(w))) {
+    errors.push(fieldError("content", "blocked_word", "content contains a blocked word"));
   }
   return content;
 }
@@ -236,8 +250,25 @@ function validateTyping(t) {
   return { tag: "typing-start", val: { channelId: t.channelId } };
 }
 
-/** `validate(userId, command)`: returns the normalised command or throws every field error. */
-export function validate(_userId, command) {
+/**
+ * `validate(userId, command)`: returns the normalised command or throws every field error.
+ *
+ * componentize-js lowers *any* exception thrown by a `result`-returning export as its `err`
+ * case: a bug (a `TypeError`, say) would reach the client as "invalid, with no reason".
+ * Such an exception is therefore logged and reported as one `validator_error`.
+ */
+export function validate(userId, command) {
+  try {
+    return validateCommand(userId, command);
+  } catch (e) {
+    if (Array.isArray(e)) throw e;
+    const reason = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    log("error", `validate threw ${reason}`);
+    throw [fieldError("command", "validator_error", `the validator failed: ${reason}`)];
+  }
+}
+
+function validateCommand(_userId, command) {
   switch (command.tag) {
     case "send-message":
       return validateSend(command.val, settings);

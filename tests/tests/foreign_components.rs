@@ -348,12 +348,20 @@ fn case_command(c: &Value) -> anyhow::Result<Command> {
     })
 }
 
-/// A component live in `kind`'s slot of a fresh `Policies`, with an empty configuration.
-fn policies_with(kind: SlotKind, component: &Foreign) -> anyhow::Result<Policies> {
+/// A component live in `kind`'s slot of a fresh `Policies`, `init`-ed with `config`.
+fn policies_with(
+    kind: SlotKind,
+    component: &Foreign,
+    config: &[(&str, &str)],
+) -> anyhow::Result<Policies> {
     let wasm = component.bytes()?;
     let policies = Policies::with_defaults(relaxed_settings())?;
     let slot = policies.slot(kind);
-    slot.install(slot.prepare_with_config(&wasm, "cases", vec![])?);
+    let config = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    slot.install(slot.prepare_with_config(&wasm, "cases", config)?);
     Ok(policies)
 }
 
@@ -382,7 +390,7 @@ fn run_cases(file: &str, mut one: impl FnMut(&Value) -> anyhow::Result<()>) -> a
 
 #[test]
 fn python_router_passes_its_cases() -> anyhow::Result<()> {
-    let policies = policies_with(SlotKind::EventRouter, &PYTHON_ROUTER)?;
+    let policies = policies_with(SlotKind::EventRouter, &PYTHON_ROUTER, &[])?;
     run_cases("examples/python-router/cases.jsonl", |case| {
         let event = case_event(&case["event"])?;
         let verdict = policies.route(&event);
@@ -445,7 +453,7 @@ fn field_codes(errors: &[FieldError]) -> BTreeSet<(String, String)> {
 
 #[test]
 fn js_validator_passes_its_cases() -> anyhow::Result<()> {
-    let policies = policies_with(SlotKind::CommandValidator, &JS_VALIDATOR)?;
+    let policies = policies_with(SlotKind::CommandValidator, &JS_VALIDATOR, &[])?;
     run_cases("examples/js-validator/cases.jsonl", |case| {
         let user = string(case, "userId")?;
         let command = case_command(&case["command"])?;
@@ -478,4 +486,81 @@ fn js_validator_passes_its_cases() -> anyhow::Result<()> {
             (got, _, _) => bail!("expected {expect}, got {got:?}"),
         }
     })
+}
+
+#[test]
+fn python_router_config_sets_its_own_pattern_and_events() -> anyhow::Result<()> {
+    let policies = policies_with(
+        SlotKind::EventRouter,
+        &PYTHON_ROUTER,
+        &[
+            ("redact-pattern", r"\b(?:\d{4}[ -]?){3}\d{4}\b"),
+            ("redact-replacement", "<card>"),
+            ("redact-events", "MESSAGE_CREATE"),
+            ("drop-events", "TYPING_START"),
+        ],
+    )?;
+    let event = |name: &str, content: &str| Event {
+        meta: EventMeta {
+            name: name.into(),
+            seq: 1,
+            guild_id: Some("1".into()),
+            channel_id: Some("2".into()),
+            user_id: None,
+            message_id: None,
+        },
+        payload: json!({"content": content}).to_string(),
+    };
+    let routed = |e: &Event| policies.route(e).value;
+    let payload = match routed(&event(
+        "MESSAGE_CREATE",
+        "card 4111 1111 1111 1111, mail ada@example.com",
+    )) {
+        RouteDecision::Deliver { payload, .. } => payload,
+        RouteDecision::Drop => bail!("a message is delivered"),
+    };
+    let payload: Value = serde_json::from_str(payload.as_deref().context("rewritten")?)?;
+    assert_eq!(payload["content"], "card <card>, mail ada@example.com");
+    // Only the configured events are rewritten; dropped events are dropped.
+    match routed(&event("MESSAGE_UPDATE", "4111 1111 1111 1111")) {
+        RouteDecision::Deliver { payload: None, .. } => {}
+        other => bail!("MESSAGE_UPDATE is not redacted under this config, got {other:?}"),
+    }
+    assert_eq!(routed(&event("TYPING_START", "")), RouteDecision::Drop);
+    Ok(())
+}
+
+#[test]
+fn js_validator_config_blocks_listed_words_and_can_allow_mass_mentions() -> anyhow::Result<()> {
+    let policies = policies_with(
+        SlotKind::CommandValidator,
+        &JS_VALIDATOR,
+        &[
+            ("blocked-words", "spam, Scam"),
+            ("allow-mass-mentions", "true"),
+            ("max-content-length", "20"),
+        ],
+    )?;
+    let verdict = |content: &str| {
+        let command = Command::SendMessage(SendMessage {
+            channel_id: "2".into(),
+            content: content.into(),
+            nonce: None,
+        });
+        policies.validate("9", &command).value
+    };
+    let codes = |v: Validation| match v {
+        Validation::Invalid(errors) => field_codes(&errors),
+        other => panic!("expected invalid, got {other:?}"),
+    };
+    let one = |code: &str| BTreeSet::from([("content".to_string(), code.to_string())]);
+    assert_eq!(codes(verdict("no SCAM here!")), one("blocked_word"));
+    assert_eq!(codes(verdict("spam")), one("blocked_word"));
+    assert!(
+        matches!(verdict("spammer"), Validation::Valid(_)),
+        "whole words only"
+    );
+    assert!(matches!(verdict("@everyone hi"), Validation::Valid(_)));
+    assert_eq!(codes(verdict("twenty-one characters")), one("too_long"));
+    Ok(())
 }
