@@ -97,14 +97,27 @@ fn with_foreign(var: &str, kind: SlotKind) -> Option<Policies> {
 
 fn foreign_calls(c: &mut Criterion) {
     let event = message_event();
+    // The same message with an e-mail address: the Python router rewrites the payload.
+    let mut redacted = message_event();
+    redacted.payload = redacted
+        .payload
+        .replace("hello world", "mail ada@example.com");
     if let Some(policies) = with_foreign("GATEWAY_BENCH_PY_ROUTER", SlotKind::EventRouter) {
-        c.bench_function("event-router route (Python, componentize-py)", |b| {
-            b.iter(|| {
-                let v = policies.route(black_box(&event));
-                assert!(v.fallback.is_none(), "the Python router failed: {v:?}");
-                black_box(v)
-            })
-        });
+        for (name, event) in [
+            ("event-router route (Python, componentize-py)", &event),
+            (
+                "event-router route (Python, redacting an address)",
+                &redacted,
+            ),
+        ] {
+            c.bench_function(name, |b| {
+                b.iter(|| {
+                    let v = policies.route(black_box(event));
+                    assert!(v.fallback.is_none(), "the Python router failed: {v:?}");
+                    black_box(v)
+                })
+            });
+        }
     }
     let command = Command::SendMessage(SendMessage {
         channel_id: "1200000000000000001".into(),
