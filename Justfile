@@ -48,6 +48,8 @@ lint: setup
 # then the HTTP contract check (schemathesis against docs/openapi.yaml on a live host).
 test: lint
     cargo build -p gateway-sim --bin gateway-sim
+    just py-component
+    just js-component
     cargo test
     just js-test
     just contract
@@ -59,6 +61,44 @@ js-test:
     target="${CARGO_TARGET_DIR:-{{justfile_directory()}}/target}"; \
     cd clients/js && npm ci --silent --no-audit --no-fund && \
     GATEWAY_HOST_BIN="$target/debug/gateway-host" npm test
+
+# The Python example component (examples/python-router, an event-router): componentize-py
+# (PyPI, pinned in requirements.txt) in a venv under the target dir, installed once; builds
+# <target>/foreign-components/python-router.wasm (skipped when newer than its sources).
+py-component:
+    target="${CARGO_TARGET_DIR:-{{justfile_directory()}}/target}"; \
+    venv="$target/py-venv"; req=examples/python-router/requirements.txt; \
+    if ! cmp -s "$req" "$venv/installed-requirements.txt"; then \
+        rm -rf "$venv" && python3 -m venv "$venv" && \
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" && \
+        cp "$req" "$venv/installed-requirements.txt"; \
+    fi; \
+    out="$target/foreign-components/python-router.wasm"; mkdir -p "$(dirname "$out")"; \
+    if [ -f "$out" ] && [ -z "$(find examples/python-router/app.py wit "$venv/installed-requirements.txt" -newer "$out")" ]; then \
+        echo "up to date: $out"; \
+    else \
+        (cd examples/python-router && "$venv/bin/componentize-py" -d ../../wit -w event-router componentize app -o "$out.tmp") && \
+        mv "$out.tmp" "$out" && echo "built: $out"; \
+    fi
+
+# The JavaScript example component (examples/js-validator, a command-validator):
+# componentize-js (npm, pinned by package-lock.json) installed with `npm ci` under the target
+# dir, once; builds <target>/foreign-components/js-validator.wasm (skipped when up to date).
+# `--disable http fetch-event` keeps wasi:http out of its imports (the sandbox refuses it).
+js-component:
+    target="${CARGO_TARGET_DIR:-{{justfile_directory()}}/target}"; \
+    tools="$target/js-toolchain"; src=examples/js-validator; \
+    if ! cmp -s "$src/package-lock.json" "$tools/package-lock.json" || [ ! -x "$tools/node_modules/.bin/componentize-js" ]; then \
+        mkdir -p "$tools" && cp "$src/package.json" "$src/package-lock.json" "$tools/" && \
+        (cd "$tools" && npm ci --silent --no-audit --no-fund); \
+    fi; \
+    out="$target/foreign-components/js-validator.wasm"; mkdir -p "$(dirname "$out")"; \
+    if [ -f "$out" ] && [ -z "$(find "$src/validator.js" wit "$tools/package-lock.json" -newer "$out")" ]; then \
+        echo "up to date: $out"; \
+    else \
+        (cd "$src" && "$tools/node_modules/.bin/componentize-js" validator.js --wit ../../wit --world-name command-validator --disable http fetch-event -o "$out.tmp") && \
+        mv "$out.tmp" "$out" && echo "built: $out"; \
+    fi
 
 # schemathesis (PyPI) in a venv under the target dir, installed once.
 contract-tools:

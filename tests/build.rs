@@ -33,4 +33,20 @@ fn main() {
         "cargo:rerun-if-changed={}",
         workspace.join("tests/components").display()
     );
+    // Where this build's binaries (`gateway-host`) and the components built by `just
+    // py-component` / `just js-component` (`<target>/foreign-components/`) are found.
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let profile_dir = out_dir
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "build"))
+        .and_then(Path::parent)
+        .expect("OUT_DIR is <target>/<profile>/build/<pkg>/out");
+    println!(
+        "cargo:rustc-env=GATEWAY_TEST_PROFILE_DIR={}",
+        profile_dir.display()
+    );
+    println!(
+        "cargo:rustc-env=GATEWAY_TEST_WORKSPACE={}",
+        workspace.display()
+    );
 }

@@ -228,7 +228,8 @@ impl Request {
     }
 }
 
-fn parse_reply(raw: &[u8]) -> anyhow::Result<Reply> {
+/// Parses one raw HTTP/1.1 response (head and body, chunked or not).
+pub fn parse_reply(raw: &[u8]) -> anyhow::Result<Reply> {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text
         .split_once("\r\n\r\n")

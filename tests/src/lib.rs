@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod commands;
 pub mod discord;
+pub mod foreign;
 pub mod host;
 pub mod legacy_ws;
 pub mod policy;
