@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use gateway_host::config::Config;
-use gateway_host::policy::types::{
-    AddReaction, Command, Event, EventMeta, FieldError, SendMessage, TypingStart,
-};
+use gateway_host::policy::types::{Command, Event, EventMeta, FieldError, SendMessage};
 use gateway_host::policy::{
     FailurePolicy, Policies, RouteDecision, SlotKind, SlotSettings, Validation,
 };
@@ -275,73 +273,55 @@ async fn js_validator_hot_loaded_through_the_admin_api_refuses_mass_mentions() -
     Ok(())
 }
 
-// --- Case files (the contract of `gateway-host component test --cases`) ---
+// --- Case files, run by the real `gateway-host component test --cases` ---
 
-/// The non-comment, non-blank lines of a case file, with their line numbers.
-fn case_lines(file: &str) -> anyhow::Result<Vec<(usize, Value)>> {
-    let path = gateway_tests::foreign::workspace().join(file);
-    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let case: Value =
-            serde_json::from_str(line).with_context(|| format!("{file}:{}: not JSON", i + 1))?;
-        ensure!(
-            case["name"].is_string(),
-            "{file}:{}: a case needs a name",
-            i + 1
-        );
-        out.push((i + 1, case));
-    }
-    ensure!(!out.is_empty(), "{file} has no case");
-    Ok(out)
+/// Runs `component test` on `component` with `cases`; asserts every case passed and the
+/// summary counts every case of the file.
+fn passes_its_cases(slot: &str, component: &Foreign, cases: &str) -> anyhow::Result<()> {
+    component.bytes()?;
+    let path = component.path();
+    let file = Path::new(env!("GATEWAY_TEST_WORKSPACE")).join(cases);
+    let expected = std::fs::read_to_string(&file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .count();
+    ensure!(expected > 0, "{cases} has no cases");
+    let run = run_host(&[
+        "component",
+        "test",
+        "--slot",
+        slot,
+        &path.to_string_lossy(),
+        "--cases",
+        &file.to_string_lossy(),
+    ])?;
+    let out = format!("{}{}", run.stdout, run.stderr);
+    ensure!(run.code == 0, "component test exited {}:\n{out}", run.code);
+    ensure!(
+        out.contains(&format!("{expected} passed, 0 failed")),
+        "expected {expected} cases to pass:\n{out}"
+    );
+    ensure!(!out.contains("FAIL "), "{out}");
+    Ok(())
 }
 
-fn string(v: &Value, key: &str) -> anyhow::Result<String> {
-    v[key]
-        .as_str()
-        .map(str::to_string)
-        .with_context(|| format!("{key} must be a string in {v}"))
+#[test]
+fn python_router_passes_its_cases() -> anyhow::Result<()> {
+    passes_its_cases(
+        "event-router",
+        &PYTHON_ROUTER,
+        "examples/python-router/cases.jsonl",
+    )
 }
 
-fn opt(v: &Value, key: &str) -> Option<String> {
-    v[key].as_str().map(str::to_string)
-}
-
-fn case_event(e: &Value) -> anyhow::Result<Event> {
-    Ok(Event {
-        meta: EventMeta {
-            name: string(e, "name")?,
-            seq: e["seq"].as_u64().unwrap_or(1),
-            guild_id: opt(e, "guildId"),
-            channel_id: opt(e, "channelId"),
-            user_id: opt(e, "userId"),
-            message_id: opt(e, "messageId"),
-        },
-        payload: e["payload"].to_string(),
-    })
-}
-
-fn case_command(c: &Value) -> anyhow::Result<Command> {
-    Ok(match string(c, "kind")?.as_str() {
-        "send-message" => Command::SendMessage(SendMessage {
-            channel_id: string(c, "channelId")?,
-            content: string(c, "content")?,
-            nonce: opt(c, "nonce"),
-        }),
-        "add-reaction" => Command::AddReaction(AddReaction {
-            channel_id: string(c, "channelId")?,
-            message_id: string(c, "messageId")?,
-            emoji: string(c, "emoji")?,
-        }),
-        "typing-start" => Command::TypingStart(TypingStart {
-            channel_id: string(c, "channelId")?,
-        }),
-        other => bail!("unknown command kind {other:?}"),
-    })
+#[test]
+fn js_validator_passes_its_cases() -> anyhow::Result<()> {
+    passes_its_cases(
+        "command-validator",
+        &JS_VALIDATOR,
+        "examples/js-validator/cases.jsonl",
+    )
 }
 
 /// A component live in `kind`'s slot of a fresh `Policies`, `init`-ed with `config`.
@@ -361,127 +341,11 @@ fn policies_with(
     Ok(policies)
 }
 
-/// Runs every case, prints `ok`/`FAIL` lines, and fails with the failures.
-fn run_cases(file: &str, mut one: impl FnMut(&Value) -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let cases = case_lines(file)?;
-    let mut failed = Vec::new();
-    for (line, case) in &cases {
-        let name = case["name"].as_str().unwrap_or_default();
-        match one(case) {
-            Ok(()) => eprintln!("ok   {name}"),
-            Err(e) => {
-                eprintln!("FAIL {name}: {e:#}");
-                failed.push(format!("{file}:{line} {name}: {e:#}"));
-            }
-        }
-    }
-    eprintln!(
-        "{} passed, {} failed",
-        cases.len() - failed.len(),
-        failed.len()
-    );
-    ensure!(failed.is_empty(), "failed cases:\n{}", failed.join("\n"));
-    Ok(())
-}
-
-#[test]
-fn python_router_passes_its_cases() -> anyhow::Result<()> {
-    let policies = policies_with(SlotKind::EventRouter, &PYTHON_ROUTER, &[])?;
-    run_cases("examples/python-router/cases.jsonl", |case| {
-        let event = case_event(&case["event"])?;
-        let verdict = policies.route(&event);
-        ensure!(verdict.fallback.is_none(), "the router failed: {verdict:?}");
-        let expect = &case["expect"];
-        match (&verdict.value, expect["drop"].as_bool()) {
-            (RouteDecision::Drop, Some(true)) => Ok(()),
-            (got, Some(true)) => bail!("expected drop, got {got:?}"),
-            (RouteDecision::Drop, _) => bail!("expected {expect}, got drop"),
-            (RouteDecision::Deliver { topics, payload }, _) => {
-                let want = &expect["deliver"];
-                let want_topics: BTreeSet<String> = want["topics"]
-                    .as_array()
-                    .context("deliver.topics")?
-                    .iter()
-                    .filter_map(|t| t.as_str().map(str::to_string))
-                    .collect();
-                let got_topics: BTreeSet<String> = topics.iter().cloned().collect();
-                ensure!(
-                    got_topics == want_topics,
-                    "expected topics {want_topics:?}, got {got_topics:?}"
-                );
-                let got_payload = payload
-                    .as_deref()
-                    .map(serde_json::from_str::<Value>)
-                    .transpose()?;
-                let want_payload = want.get("payload").cloned();
-                ensure!(
-                    got_payload == want_payload,
-                    "expected payload {want_payload:?}, got {got_payload:?}"
-                );
-                Ok(())
-            }
-        }
-    })
-}
-
-fn command_json(c: &Command) -> Value {
-    match c {
-        Command::SendMessage(m) => {
-            let mut v =
-                json!({"kind": "send-message", "channelId": m.channel_id, "content": m.content});
-            if let Some(n) = &m.nonce {
-                v["nonce"] = json!(n);
-            }
-            v
-        }
-        Command::AddReaction(r) => json!({"kind": "add-reaction", "channelId": r.channel_id,
-            "messageId": r.message_id, "emoji": r.emoji}),
-        Command::TypingStart(t) => json!({"kind": "typing-start", "channelId": t.channel_id}),
-    }
-}
-
 fn field_codes(errors: &[FieldError]) -> BTreeSet<(String, String)> {
     errors
         .iter()
         .map(|e| (e.field.clone(), e.code.clone()))
         .collect()
-}
-
-#[test]
-fn js_validator_passes_its_cases() -> anyhow::Result<()> {
-    let policies = policies_with(SlotKind::CommandValidator, &JS_VALIDATOR, &[])?;
-    run_cases("examples/js-validator/cases.jsonl", |case| {
-        let user = string(case, "userId")?;
-        let command = case_command(&case["command"])?;
-        let verdict = policies.validate(&user, &command);
-        ensure!(
-            verdict.fallback.is_none(),
-            "the validator failed: {verdict:?}"
-        );
-        let expect = &case["expect"];
-        match (&verdict.value, expect.get("valid"), expect.get("invalid")) {
-            (Validation::Valid(got), Some(want), _) => {
-                let got = command_json(got);
-                ensure!(&got == want, "expected valid {want}, got valid {got}");
-                Ok(())
-            }
-            (Validation::Invalid(errors), _, Some(want)) => {
-                let want: BTreeSet<(String, String)> = want
-                    .as_array()
-                    .context("invalid is a list")?
-                    .iter()
-                    .map(|e| Ok((string(e, "field")?, string(e, "code")?)))
-                    .collect::<anyhow::Result<_>>()?;
-                let got = field_codes(errors);
-                ensure!(
-                    got == want,
-                    "expected invalid {want:?}, got invalid {got:?}"
-                );
-                Ok(())
-            }
-            (got, _, _) => bail!("expected {expect}, got {got:?}"),
-        }
-    })
 }
 
 #[test]
