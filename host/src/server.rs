@@ -90,13 +90,24 @@ impl Upstream {
 
     /// [`Upstream::from_env`] over any lookup (tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String> + Copy) -> anyhow::Result<Upstream> {
+        Self::from_config_and_lookup(&crate::discord::DiscordFile::default(), get)
+    }
+
+    /// The mode from the environment, with the configuration file's `[discord]` section
+    /// under the `DISCORD_*` variables.
+    pub fn from_config_and_lookup(
+        discord: &crate::discord::DiscordFile,
+        get: impl Fn(&str) -> Option<String> + Copy,
+    ) -> anyhow::Result<Upstream> {
         let set = |k: &str| get(k).is_some_and(|v| !v.trim().is_empty());
         match (set("LINK_URL"), set("DISCORD_BOT_TOKEN")) {
             (true, true) => anyhow::bail!(
                 "both LINK_URL and DISCORD_BOT_TOKEN are set: choose one upstream (unset LINK_URL \
                  for direct Discord mode, or DISCORD_BOT_TOKEN for link mode)"
             ),
-            (false, true) => Ok(Upstream::Discord(DiscordConfig::from_lookup(get)?)),
+            (false, true) => Ok(Upstream::Discord(DiscordConfig::from_file_and_lookup(
+                discord, get,
+            )?)),
             _ => Ok(Upstream::Link(LinkConfig::from_lookup(get)?)),
         }
     }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, mpsc, watch};
 
-pub use config::{BotToken, DiscordConfig, DiscordConfigError};
+pub use config::{BotToken, DiscordConfig, DiscordConfigError, DiscordFile};
 
 use crate::bus::Bus;
 use crate::link::LinkHandle;
@@ -51,6 +51,7 @@ pub fn spawn(config: DiscordConfig, bus: Bus) -> anyhow::Result<LinkHandle> {
         shutdown: watch::channel(false).0,
         task: Mutex::new(None),
         stopped: Mutex::new(None),
+        independent_commands: true,
     });
     let worker = tokio::spawn(commands::run(rx, rest.clone(), shared.acks.clone()));
     let session = gateway::run(config, bus, shared.clone(), rest);
