@@ -12,6 +12,7 @@
 //! * [`rate`]: gateway send limit and identify pacing.
 //! * [`rest`]: the REST client with per-route buckets and the global limit.
 //! * [`commands`]: command frames → REST calls → acks.
+//! * [`state_file`]: the session kept across host restarts (`DISCORD_STATE_FILE`).
 
 pub mod commands;
 pub mod compression;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod gateway;
 pub mod rate;
 pub mod rest;
+pub mod state_file;
 
 use std::sync::Arc;
 
