@@ -52,7 +52,7 @@ pub struct Host {
     /// Serve the demo page with a ready-made token (the `demo` command only).
     pub demo_mode: bool,
     /// The embedded simulator's controls (the `demo` command only: `/demo/*` routes).
-    pub demo_sim: Option<gateway_sim::Control>,
+    pub demo_sim: Option<crate::demo::controls::DemoUpstream>,
     /// The public listener's connection cap (resolved from the file limit if not set).
     pub max_connections: usize,
     /// The last minutes of link state, events/s, latency and clients, for the console.
@@ -241,7 +241,7 @@ pub fn public_router(host: &Host) -> Router {
         .merge(publishing)
         .merge(demo::page_router(host.demo_mode.then(|| host.auth.clone())))
         .merge(match &host.demo_sim {
-            Some(sim) => demo::controls::router(sim.clone(), host.hub.clone()),
+            Some(upstream) => demo::controls::router(upstream.clone(), host.hub.clone()),
             None => Router::new(),
         })
         .merge(crate::client_js::router())
