@@ -47,13 +47,15 @@ impl fmt::Debug for BotToken {
 pub enum DiscordConfigError {
     #[error("DISCORD_BOT_TOKEN is required in direct Discord mode")]
     MissingToken,
-    #[error("DISCORD_INTENTS must be a number (a bit set of gateway intents), got {0:?}")]
+    #[error(
+        "DISCORD_INTENTS ([discord] intents) must be a number (a bit set of gateway intents), got {0:?}"
+    )]
     BadIntents(String),
-    #[error("DISCORD_SHARD must be \"<id>,<count>\" with id < count, got {0:?}")]
+    #[error("DISCORD_SHARD ([discord] shard) must be \"<id>,<count>\" with id < count, got {0:?}")]
     BadShard(String),
     #[error("{0} must be an http(s):// or ws(s):// URL as appropriate, got {1:?}")]
     BadUrl(&'static str, String),
-    #[error("DISCORD_COMPRESS must be \"zlib-stream\" or \"none\", got {0:?}")]
+    #[error("DISCORD_COMPRESS ([discord] compress) must be \"zlib-stream\" or \"none\", got {0:?}")]
     BadCompress(String),
 }
 
@@ -195,13 +197,19 @@ impl DiscordConfig {
         }
         if let Some(v) = get("DISCORD_API_BASE") {
             if !(v.starts_with("http://") || v.starts_with("https://")) {
-                return Err(DiscordConfigError::BadUrl("DISCORD_API_BASE", v));
+                return Err(DiscordConfigError::BadUrl(
+                    "DISCORD_API_BASE ([discord] api-base)",
+                    v,
+                ));
             }
             config.api_base = v.trim_end_matches('/').to_string();
         }
         if let Some(v) = get("DISCORD_GATEWAY_URL") {
             if !(v.starts_with("ws://") || v.starts_with("wss://")) {
-                return Err(DiscordConfigError::BadUrl("DISCORD_GATEWAY_URL", v));
+                return Err(DiscordConfigError::BadUrl(
+                    "DISCORD_GATEWAY_URL ([discord] gateway-url)",
+                    v,
+                ));
             }
             config.gateway_url = Some(v);
         }
