@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use flate2::{Compress, Compression, FlushCompress};
 use serde_json::{Value, json};
@@ -49,6 +49,13 @@ async fn upgrade(
     resume_url: bool,
 ) -> Response {
     let compress = query.get("compress").is_some_and(|c| c == "zlib-stream");
+    if control
+        .inner
+        .gateway_refused
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     ws.on_upgrade(move |socket| async move {
         Connection::new(socket, control, compress, resume_url)
             .run()
@@ -232,6 +239,7 @@ impl Connection {
         }
         let inner = &self.control.inner;
         inner.counters.identifies.fetch_add(1, Ordering::Relaxed);
+        self.control.take_start();
         let mut recorded = d.clone();
         recorded["token"] = json!("<checked>");
         *inner.last_identify.lock() = Some(recorded);

@@ -293,11 +293,12 @@ fn limited(retry_after: Duration, global: bool, bucket: Option<(&str, u32)>) -> 
 
 fn gateway_bot(control: &Control) -> Response {
     let inner = &control.inner;
+    let (remaining, reset_after) = control.start_limit();
     axum::Json(json!({
         "url": format!("ws://{}/gateway", inner.addr),
         "shards": 1,
         "session_start_limit": {
-            "total": 1000, "remaining": 999, "reset_after": 86_400_000,
+            "total": 1000, "remaining": remaining, "reset_after": reset_after,
             "max_concurrency": inner.options.max_concurrency,
         },
     }))

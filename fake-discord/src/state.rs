@@ -121,6 +121,8 @@ pub struct Counters {
     pub bucket_violations: AtomicU64,
     /// REST requests that arrived during a global pause.
     pub global_violations: AtomicU64,
+    /// Identifies that arrived with no session start left.
+    pub start_limit_violations: AtomicU64,
 }
 
 #[derive(Default)]
@@ -146,6 +148,10 @@ pub struct Inner {
     pub last_identify: Mutex<Option<Value>>,
     pub counters: Counters,
     pub next_id: AtomicU64,
+    /// While set, gateway upgrades are refused with 503 (the gateway is down; REST is not).
+    pub gateway_refused: std::sync::atomic::AtomicBool,
+    /// `session_start_limit`: starts remaining, and when they reset (to 1000).
+    pub start_limit: Mutex<(u64, Instant)>,
 }
 
 /// The handle tests use to drive and observe the fake. Cheap to clone.
@@ -170,6 +176,8 @@ impl Control {
                 last_identify: Mutex::new(None),
                 counters: Counters::default(),
                 next_id: AtomicU64::new(1),
+                gateway_refused: Default::default(),
+                start_limit: Mutex::new((1000, Instant::now() + Duration::from_secs(86_400))),
             }),
         }
     }
@@ -220,6 +228,53 @@ impl Control {
     /// meanwhile are kept for a resume).
     pub fn zombie(&self) -> bool {
         self.send(ConnCommand::Zombie)
+    }
+
+    /// Refuses (503) every gateway connection attempt while `down`; REST keeps working.
+    pub fn refuse_gateway(&self, down: bool) {
+        self.inner
+            .gateway_refused
+            .store(down, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What `GET /gateway/bot` announces as `session_start_limit.remaining` and
+    /// `reset_after` (ms). Each Identify uses one start, as on Discord.
+    pub fn set_start_limit(&self, remaining: u64, reset_after_ms: u64) {
+        let reset_at = Instant::now() + Duration::from_millis(reset_after_ms);
+        *self.inner.start_limit.lock() = (remaining, reset_at);
+    }
+
+    /// `(remaining, reset_after_ms)` now (a passed reset restores 1000 starts).
+    pub fn start_limit(&self) -> (u64, u64) {
+        let mut limit = self.inner.start_limit.lock();
+        let now = Instant::now();
+        if now >= limit.1 {
+            *limit = (1000, now + Duration::from_secs(86_400));
+        }
+        (limit.0, limit.1.duration_since(now).as_millis() as u64)
+    }
+
+    /// Uses one session start; false (counted as a violation) when none was left.
+    pub(crate) fn take_start(&self) -> bool {
+        self.start_limit();
+        let mut limit = self.inner.start_limit.lock();
+        if limit.0 == 0 {
+            self.inner
+                .counters
+                .start_limit_violations
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        limit.0 -= 1;
+        true
+    }
+
+    /// Identifies sent while `session_start_limit.remaining` was 0.
+    pub fn start_limit_violations(&self) -> u64 {
+        self.inner
+            .counters
+            .start_limit_violations
+            .load(Ordering::Relaxed)
     }
 
     /// Sends op 7 Reconnect.

@@ -193,8 +193,10 @@ fn init_logging(format: LogFormat) {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => {
-            let upstream = crate::server::Upstream::from_env()?;
             let config = Config::load(config.as_deref())?;
+            let upstream = crate::server::Upstream::from_config_and_lookup(&config.discord, |k| {
+                std::env::var(k).ok()
+            })?;
             let runtime = tokio::runtime::Runtime::new()?;
             let shutdown = crate::server::shutdown_signal();
             let result = runtime.block_on(crate::server::serve(config, upstream, shutdown));

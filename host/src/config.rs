@@ -110,6 +110,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Process-wide settings (`[server]`).
     pub server: ServerSettings,
+    /// Direct Discord mode settings (`[discord]`; the token is env-only).
+    pub discord: crate::discord::DiscordFile,
 }
 
 /// The TOML file's shape.
@@ -129,6 +131,7 @@ struct FileConfig {
     auth: AuthSettings,
     server: ServerSettings,
     listener: ListenerSettings,
+    discord: crate::discord::DiscordFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,6 +154,16 @@ struct SlotFile {
 impl Config {
     /// Read `path` (if any), then apply the environment.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        Self::load_with(path, |name| {
+            std::env::var(name).ok().filter(|v| !v.is_empty())
+        })
+    }
+
+    /// [`Config::load`] over any environment lookup (tests).
+    pub fn load_with(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Config> {
         let file = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -160,9 +173,7 @@ impl Config {
             }
             None => FileConfig::default(),
         };
-        Self::from_file(file, |name| {
-            std::env::var(name).ok().filter(|v| !v.is_empty())
-        })
+        Self::from_file(file, env)
     }
 
     fn from_file(file: FileConfig, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
@@ -236,6 +247,7 @@ impl Config {
             auth: file.auth,
             server: file.server,
             listener: file.listener,
+            discord: file.discord,
             legacy_ws: LegacySettings {
                 enabled: match env("GATEWAY_LEGACY_WS") {
                     Some(v) => parse_flag("GATEWAY_LEGACY_WS", &v)?,

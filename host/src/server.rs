@@ -52,7 +52,7 @@ pub struct Host {
     /// Serve the demo page with a ready-made token (the `demo` command only).
     pub demo_mode: bool,
     /// The embedded simulator's controls (the `demo` command only: `/demo/*` routes).
-    pub demo_sim: Option<gateway_sim::Control>,
+    pub demo_sim: Option<crate::demo::controls::DemoUpstream>,
     /// The public listener's connection cap (resolved from the file limit if not set).
     pub max_connections: usize,
     /// The last minutes of link state, events/s, latency and clients, for the console.
@@ -90,13 +90,24 @@ impl Upstream {
 
     /// [`Upstream::from_env`] over any lookup (tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String> + Copy) -> anyhow::Result<Upstream> {
+        Self::from_config_and_lookup(&crate::discord::DiscordFile::default(), get)
+    }
+
+    /// The mode from the environment, with the configuration file's `[discord]` section
+    /// under the `DISCORD_*` variables.
+    pub fn from_config_and_lookup(
+        discord: &crate::discord::DiscordFile,
+        get: impl Fn(&str) -> Option<String> + Copy,
+    ) -> anyhow::Result<Upstream> {
         let set = |k: &str| get(k).is_some_and(|v| !v.trim().is_empty());
         match (set("LINK_URL"), set("DISCORD_BOT_TOKEN")) {
             (true, true) => anyhow::bail!(
                 "both LINK_URL and DISCORD_BOT_TOKEN are set: choose one upstream (unset LINK_URL \
                  for direct Discord mode, or DISCORD_BOT_TOKEN for link mode)"
             ),
-            (false, true) => Ok(Upstream::Discord(DiscordConfig::from_lookup(get)?)),
+            (false, true) => Ok(Upstream::Discord(DiscordConfig::from_file_and_lookup(
+                discord, get,
+            )?)),
             _ => Ok(Upstream::Link(LinkConfig::from_lookup(get)?)),
         }
     }
@@ -230,7 +241,7 @@ pub fn public_router(host: &Host) -> Router {
         .merge(publishing)
         .merge(demo::page_router(host.demo_mode.then(|| host.auth.clone())))
         .merge(match &host.demo_sim {
-            Some(sim) => demo::controls::router(sim.clone(), host.hub.clone()),
+            Some(upstream) => demo::controls::router(upstream.clone(), host.hub.clone()),
             None => Router::new(),
         })
         .merge(crate::client_js::router())

@@ -1,6 +1,7 @@
 //! `gateway-host demo --discord-fake` runs with no token and no set-up: the host, in
 //! direct Discord mode, identifies against the embedded fake Discord, becomes ready, and
-//! publishes the fake's messages (seen in the metrics).
+//! publishes the fake's messages (seen in the metrics). `/demo/info` says which mode runs,
+//! and the page's voice control makes the fake Discord dispatch a VOICE_STATE_UPDATE.
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -15,13 +16,22 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
-fn get(url: &str) -> Option<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(5)))
         .build()
-        .into();
-    let mut r = agent.get(url).call().ok()?;
+        .into()
+}
+
+fn get(url: &str) -> Option<(u16, String)> {
+    let mut r = agent().get(url).call().ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.body_mut().read_to_string().unwrap_or_default()))
+}
+
+fn post(url: &str) -> Option<(u16, String)> {
+    let mut r = agent().post(url).send_empty().ok()?;
     let status = r.status().as_u16();
     Some((status, r.body_mut().read_to_string().unwrap_or_default()))
 }
@@ -55,6 +65,21 @@ fn demo_discord_fake_identifies_and_publishes() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let info = get(&format!("http://127.0.0.1:{http}/demo/info"));
+    let voice = post(&format!(
+        "http://127.0.0.1:{http}/demo/voice?action=join&guild=0&user=1"
+    ));
+    let mut voice_seen = false;
+    while ok && Instant::now() < deadline {
+        let metrics = get(&format!("http://127.0.0.1:{http}/metrics"))
+            .map(|r| r.1)
+            .unwrap_or_default();
+        if metrics.contains("gateway_events_in_total{type=\"VOICE_STATE_UPDATE\"} 1") {
+            voice_seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -67,5 +92,15 @@ fn demo_discord_fake_identifies_and_publishes() {
     assert!(
         ok,
         "the demo never became ready with Discord events flowing"
+    );
+    let (status, body) = info.expect("/demo/info answered");
+    assert_eq!(status, 200, "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(info["mode"], "discord-fake", "{info}");
+    let (status, body) = voice.expect("/demo/voice answered");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        voice_seen,
+        "the voice control's dispatch never reached the host"
     );
 }

@@ -31,7 +31,7 @@ use super::outcomes::{Finished, Outcome, OutcomeStore};
 use super::queue::{CommandQueue, Envelope};
 use super::settings::CommandSettings;
 use crate::link::backoff::Backoff;
-use crate::link::{LinkHandle, LinkState, SendError};
+use crate::link::{LinkHandle, SendError};
 
 /// Delay before trying again when the link refused a command (buffer full, or the
 /// connection just went away and the state has not caught up yet).
@@ -132,10 +132,14 @@ impl Dispatcher {
     /// Expire, re-send, and take new commands, in that order.
     fn step(&mut self, now: Instant) {
         self.expire(now);
-        if self.link.state() != LinkState::Connected {
+        if let Some(reason) = self.link.stopped_reason() {
+            self.reject_all(&reason);
             return;
         }
-        let generation = self.link.stats().connects;
+        if !self.link.accepts_commands() {
+            return;
+        }
+        let generation = self.link.command_generation();
         for i in 0..self.flights.len() {
             self.maybe_send(i, now, generation);
         }
@@ -246,6 +250,23 @@ impl Dispatcher {
         true
     }
 
+    /// The upstream stopped for good (a fatal Discord close code such as 4004): every
+    /// command, waiting or in flight, ends `rejected` with the reason instead of waiting
+    /// for its expiry.
+    fn reject_all(&mut self, reason: &str) {
+        let left: Vec<Envelope> = self
+            .queue
+            .take_all()
+            .into_iter()
+            .chain(self.flights.drain(..).map(|f| f.envelope))
+            .collect();
+        for envelope in left {
+            let message = format!("the upstream stopped and will not reconnect: {reason}");
+            let code = "unavailable".to_string();
+            self.finish(envelope, Outcome::Rejected { code, message });
+        }
+    }
+
     /// Ends every command, waiting or in flight, older than the expiry.
     fn expire(&mut self, now: Instant) {
         let expiry = self.settings.expiry();
@@ -264,7 +285,7 @@ impl Dispatcher {
     /// The next instant something is due (expiry, backoff, resend), or an hour away.
     fn next_wake(&self, now: Instant) -> Instant {
         let expiry = self.settings.expiry();
-        let connected = self.link.state() == LinkState::Connected;
+        let connected = self.link.accepts_commands();
         let resend_after = self.settings.resend_after();
         let flights = self.flights.iter().flat_map(|f| {
             let timer = match f.stage {

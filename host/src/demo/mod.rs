@@ -75,6 +75,7 @@ pub async fn run_discord_fake(
     discord.api_base = fake.api_base();
     let mut host = Host::start(&config, crate::server::Upstream::Discord(discord))?;
     host.demo_mode = true;
+    host.demo_sim = Some(controls::DemoUpstream::DiscordFake(fake.control()));
     println!(
         "gateway-host demo (direct Discord mode): open http://{}/",
         config.http_addr
@@ -116,7 +117,7 @@ pub async fn run(
         LinkConfig::new(sim.url(), LinkToken::new(link_token)),
     )?;
     host.demo_mode = true;
-    host.demo_sim = Some(sim.control().clone());
+    host.demo_sim = Some(controls::DemoUpstream::Simulator(sim.control().clone()));
     println!("gateway-host demo: open http://{}/", config.http_addr);
     println!("  simulator: {} (2 events/s)", sim.url());
     println!(

@@ -3,7 +3,10 @@
 //! timing knobs (documented defaults; tests shrink them).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use serde::Deserialize;
 
 /// Discord's REST base for API v10.
 pub const DEFAULT_API_BASE: &str = "https://discord.com/api/v10";
@@ -44,14 +47,54 @@ impl fmt::Debug for BotToken {
 pub enum DiscordConfigError {
     #[error("DISCORD_BOT_TOKEN is required in direct Discord mode")]
     MissingToken,
-    #[error("DISCORD_INTENTS must be a number (a bit set of gateway intents), got {0:?}")]
+    #[error(
+        "DISCORD_INTENTS ([discord] intents) must be a number (a bit set of gateway intents), got {0:?}"
+    )]
     BadIntents(String),
-    #[error("DISCORD_SHARD must be \"<id>,<count>\" with id < count, got {0:?}")]
+    #[error("DISCORD_SHARD ([discord] shard) must be \"<id>,<count>\" with id < count, got {0:?}")]
     BadShard(String),
     #[error("{0} must be an http(s):// or ws(s):// URL as appropriate, got {1:?}")]
     BadUrl(&'static str, String),
-    #[error("DISCORD_COMPRESS must be \"zlib-stream\" or \"none\", got {0:?}")]
+    #[error("DISCORD_COMPRESS ([discord] compress) must be \"zlib-stream\" or \"none\", got {0:?}")]
     BadCompress(String),
+}
+
+/// The configuration file's `[discord]` section. The token is not here on purpose: it
+/// stays in `DISCORD_BOT_TOKEN` (a secret does not belong in a file that is shared and
+/// versioned). Every key is overridden by its environment variable.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DiscordFile {
+    /// `DISCORD_INTENTS`.
+    pub intents: Option<u64>,
+    /// `DISCORD_SHARD`, as `[id, count]`.
+    pub shard: Option<[u32; 2]>,
+    /// `DISCORD_COMPRESS`: `"zlib-stream"` or `"none"`.
+    pub compress: Option<String>,
+    /// `DISCORD_API_BASE`.
+    pub api_base: Option<String>,
+    /// `DISCORD_GATEWAY_URL`.
+    pub gateway_url: Option<String>,
+    /// `DISCORD_STATE_FILE`.
+    pub state_file: Option<PathBuf>,
+}
+
+impl DiscordFile {
+    /// The file's value for an environment variable's key, in the variable's text form.
+    fn get(&self, var: &str) -> Option<String> {
+        match var {
+            "DISCORD_INTENTS" => self.intents.map(|v| v.to_string()),
+            "DISCORD_SHARD" => self.shard.map(|[id, count]| format!("{id},{count}")),
+            "DISCORD_COMPRESS" => self.compress.clone(),
+            "DISCORD_API_BASE" => self.api_base.clone(),
+            "DISCORD_GATEWAY_URL" => self.gateway_url.clone(),
+            "DISCORD_STATE_FILE" => self
+                .state_file
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+            _ => None,
+        }
+    }
 }
 
 /// Everything the Discord gateway session and the REST client need.
@@ -87,6 +130,11 @@ pub struct DiscordConfig {
     pub request_timeout: Duration,
     /// Largest inbound gateway message (after decompression).
     pub max_message_bytes: usize,
+    /// Where the session id, resume URL and last seq are kept across restarts
+    /// (`DISCORD_STATE_FILE`); none: a restart identifies afresh.
+    pub state_file: Option<PathBuf>,
+    /// At most one state-file write per interval while events flow.
+    pub state_interval: Duration,
 }
 
 impl DiscordConfig {
@@ -109,6 +157,8 @@ impl DiscordConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(15),
             max_message_bytes: 16 << 20,
+            state_file: None,
+            state_interval: Duration::from_secs(1),
         }
     }
 
@@ -120,7 +170,20 @@ impl DiscordConfig {
 
     /// [`DiscordConfig::from_env`] over any lookup (tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, DiscordConfigError> {
-        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        Self::from_file_and_lookup(&DiscordFile::default(), get)
+    }
+
+    /// The `[discord]` section of the configuration file, each key overridden by its
+    /// environment variable (the token comes from the environment only).
+    pub fn from_file_and_lookup(
+        file: &DiscordFile,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, DiscordConfigError> {
+        let get = |k: &str| {
+            get(k)
+                .filter(|v| !v.trim().is_empty())
+                .or_else(|| file.get(k))
+        };
         let token = get("DISCORD_BOT_TOKEN").ok_or(DiscordConfigError::MissingToken)?;
         let mut config = Self::new(BotToken::new(token));
         if let Some(v) = get("DISCORD_INTENTS") {
@@ -134,13 +197,19 @@ impl DiscordConfig {
         }
         if let Some(v) = get("DISCORD_API_BASE") {
             if !(v.starts_with("http://") || v.starts_with("https://")) {
-                return Err(DiscordConfigError::BadUrl("DISCORD_API_BASE", v));
+                return Err(DiscordConfigError::BadUrl(
+                    "DISCORD_API_BASE ([discord] api-base)",
+                    v,
+                ));
             }
             config.api_base = v.trim_end_matches('/').to_string();
         }
         if let Some(v) = get("DISCORD_GATEWAY_URL") {
             if !(v.starts_with("ws://") || v.starts_with("wss://")) {
-                return Err(DiscordConfigError::BadUrl("DISCORD_GATEWAY_URL", v));
+                return Err(DiscordConfigError::BadUrl(
+                    "DISCORD_GATEWAY_URL ([discord] gateway-url)",
+                    v,
+                ));
             }
             config.gateway_url = Some(v);
         }
@@ -151,6 +220,7 @@ impl DiscordConfig {
                 _ => return Err(DiscordConfigError::BadCompress(v)),
             };
         }
+        config.state_file = get("DISCORD_STATE_FILE").map(PathBuf::from);
         Ok(config)
     }
 }

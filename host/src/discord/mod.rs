@@ -12,6 +12,7 @@
 //! * [`rate`]: gateway send limit and identify pacing.
 //! * [`rest`]: the REST client with per-route buckets and the global limit.
 //! * [`commands`]: command frames → REST calls → acks.
+//! * [`state_file`]: the session kept across host restarts (`DISCORD_STATE_FILE`).
 
 pub mod commands;
 pub mod compression;
@@ -19,13 +20,14 @@ pub mod config;
 pub mod gateway;
 pub mod rate;
 pub mod rest;
+pub mod state_file;
 
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, mpsc, watch};
 
-pub use config::{BotToken, DiscordConfig, DiscordConfigError};
+pub use config::{BotToken, DiscordConfig, DiscordConfigError, DiscordFile};
 
 use crate::bus::Bus;
 use crate::link::LinkHandle;
@@ -51,6 +53,7 @@ pub fn spawn(config: DiscordConfig, bus: Bus) -> anyhow::Result<LinkHandle> {
         shutdown: watch::channel(false).0,
         task: Mutex::new(None),
         stopped: Mutex::new(None),
+        independent_commands: true,
     });
     let worker = tokio::spawn(commands::run(rx, rest.clone(), shared.acks.clone()));
     let session = gateway::run(config, bus, shared.clone(), rest);

@@ -37,6 +37,9 @@ pub(crate) struct Shared {
     pub task: Mutex<Option<JoinHandle<()>>>,
     /// Why the upstream stopped for good (a fatal Discord close code), if it did.
     pub stopped: Mutex<Option<String>>,
+    /// Commands travel independently of the event session (direct Discord mode: REST),
+    /// so they flow while the session reconnects; link mode sends them on the link.
+    pub independent_commands: bool,
 }
 
 impl Shared {
@@ -61,6 +64,27 @@ impl LinkHandle {
     /// A receiver that sees every state change (for waiting on a transition).
     pub fn watch_state(&self) -> watch::Receiver<LinkState> {
         self.shared.state_tx.subscribe()
+    }
+
+    /// Whether commands can be handed over now: in link mode while connected; in direct
+    /// Discord mode (commands over REST) whatever the gateway session's state, unless the
+    /// upstream stopped for good or is shutting down.
+    pub fn accepts_commands(&self) -> bool {
+        if self.shared.independent_commands {
+            self.shared.stopped.lock().is_none() && !*self.shared.shutdown.borrow()
+        } else {
+            self.state() == LinkState::Connected
+        }
+    }
+
+    /// The connection generation commands were sent on: a command sent on an older one
+    /// is re-sent. Constant when commands do not travel on the event session.
+    pub fn command_generation(&self) -> u64 {
+        if self.shared.independent_commands {
+            0
+        } else {
+            self.stats().connects
+        }
     }
 
     /// Hands a command to the live connection. `Ok` means "written to the link's

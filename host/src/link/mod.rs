@@ -51,6 +51,7 @@ pub fn spawn(config: LinkConfig, bus: Bus) -> LinkHandle {
         shutdown: watch::channel(false).0,
         task: Mutex::new(None),
         stopped: Mutex::new(None),
+        independent_commands: false,
     });
     let task = tokio::spawn(client::run(config, bus, shared.clone()));
     *shared.task.lock() = Some(task);

@@ -139,7 +139,7 @@ fn write_logged(path: &Path, text: &str) {
 }
 
 /// Writes `text` to a temporary sibling, syncs it, then renames it over `path`.
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);

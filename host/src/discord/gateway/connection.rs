@@ -24,7 +24,7 @@ type Ws =
 
 /// The close code used to drop a connection while keeping the session resumable
 /// (anything but 1000/1001, which would invalidate it).
-const RESUMABLE_CLOSE: u16 = 4000;
+pub(super) const RESUMABLE_CLOSE: u16 = 4000;
 
 /// `url` with the documented query: `v=10`, `encoding=json`, optional `compress`.
 fn with_query(url: &str, compress: bool) -> String {
@@ -146,7 +146,7 @@ impl Conn<'_> {
                     next_beat += interval;
                 }
                 _ = super::stopping(&mut shutdown) => {
-                    self.close(1000).await;
+                    self.close(self.session.shutdown_close_code()).await;
                     return Ended::Shutdown;
                 }
             }
@@ -363,6 +363,7 @@ impl Conn<'_> {
                 LinkStats::bump(&shared.stats.events);
                 debug!(event = "event.received", trace_id = %event.trace_id, seq, t = %event.t, "event received");
                 self.session.bus.publish(event);
+                self.session.persist();
             }
             Verdict::Duplicate => {
                 LinkStats::bump(&shared.stats.duplicates);

@@ -21,11 +21,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::config::DiscordConfig;
 use super::rate::IdentifyGate;
 use super::rest::{RestClient, RestError};
+use super::state_file::{Saved, StateFile};
 use crate::bus::Bus;
 use crate::link::LinkState;
 use crate::link::backoff::Backoff;
@@ -54,9 +55,51 @@ pub(crate) struct Session {
     pub sequence: Sequence,
     pub resumable: Option<Resumable>,
     pub identify: IdentifyGate,
+    /// The session kept across host restarts, when configured.
+    pub state_file: Option<StateFile>,
 }
 
 impl Session {
+    /// What the state file should hold now, if anything.
+    fn saved(&self) -> Option<Saved> {
+        let r = self.resumable.as_ref()?;
+        let last_seq = self.sequence.last()?;
+        (self.sequence.session_id() == Some(r.session_id.as_str())).then(|| Saved {
+            v: 1,
+            session_id: r.session_id.clone(),
+            resume_url: r.resume_url.clone(),
+            last_seq,
+        })
+    }
+
+    /// Saves the position soon (at most once per interval; off the task).
+    pub fn persist(&mut self) {
+        if let Some(saved) = self.saved()
+            && let Some(file) = self.state_file.as_mut()
+        {
+            file.save_soon(saved);
+        }
+    }
+
+    /// Saves the final position (clean shutdown).
+    async fn persist_now(&mut self) {
+        if let Some(saved) = self.saved()
+            && let Some(file) = self.state_file.as_mut()
+        {
+            file.save_now(saved).await;
+        }
+    }
+
+    /// The close code for a clean shutdown: 1000 ends the Discord session; with a state
+    /// file the session must stay resumable for the next run.
+    pub fn shutdown_close_code(&self) -> u16 {
+        if self.state_file.is_some() {
+            connection::RESUMABLE_CLOSE
+        } else {
+            1000
+        }
+    }
+
     /// A wait drawn from the documented op 9 range.
     pub fn invalid_session_wait(&self) -> Duration {
         let (lo, hi) = self.config.invalid_session_wait;
@@ -78,37 +121,59 @@ pub(crate) async fn run(config: DiscordConfig, bus: Bus, shared: Arc<Shared>, re
         shared: shared.clone(),
         sequence: Sequence::default(),
         resumable: None,
+        state_file: None,
     };
-    let mut gateway_url = session.config.gateway_url.clone();
+    if let Some(path) = session.config.state_file.clone() {
+        let mut file = StateFile::new(path, session.config.state_interval);
+        if let Some(saved) = file.load() {
+            session.sequence.restore(&saved.session_id, saved.last_seq);
+            session.resumable = Some(Resumable {
+                session_id: saved.session_id,
+                resume_url: saved.resume_url,
+            });
+        }
+        session.state_file = Some(file);
+    }
     shared.set_state(LinkState::Connecting);
     let mut ever_connected = false;
     loop {
         if *shutdown.borrow() {
             break;
         }
-        let url = match (&session.resumable, &gateway_url) {
-            (Some(r), _) => r.resume_url.clone(),
-            (None, Some(url)) => url.clone(),
-            (None, None) => match rest.gateway_bot().await {
+        let url = match &session.resumable {
+            Some(r) => r.resume_url.clone(),
+            // An Identify follows: ask for the session-start limit first, every time.
+            None => match rest.gateway_bot().await {
                 Ok(bot) => {
                     info!(
                         shards = bot.shards,
                         max_concurrency = bot.max_concurrency,
                         remaining = bot.remaining,
+                        reset_after_ms = bot.reset_after_ms,
                         "GET /gateway/bot"
                     );
                     if bot.remaining == 0 {
-                        let wait = Duration::from_millis(bot.reset_after_ms);
+                        metrics::counter!("gateway_discord_start_limit_waits_total").increment(1);
                         warn!(
                             wait_ms = bot.reset_after_ms,
-                            "no session starts left; waiting for the reset"
+                            "no session starts left (session_start_limit.remaining = 0); \
+                             waiting reset_after before identifying"
                         );
+                        let wait = Duration::from_millis(bot.reset_after_ms.max(1));
                         if sleep_or_shutdown(wait, &mut shutdown).await {
                             break;
                         }
+                        continue; // ask again: the limit must have reset
                     }
-                    gateway_url = Some(bot.url.clone());
-                    bot.url
+                    // Identify buckets are `shard_id % max_concurrency`, one Identify
+                    // per 5 s each; this process runs one shard, so one bucket: the
+                    // identify gate's interval is exactly that bucket's pace.
+                    let shard = session.config.shard.map_or(0, |[id, _]| u64::from(id));
+                    debug!(
+                        identify_bucket = shard % bot.max_concurrency.max(1),
+                        "identify rate-limit bucket"
+                    );
+                    session.config.gateway_url.clone().unwrap_or(bot.url)
                 }
                 Err(RestError::Rejected { status: 401, .. }) => {
                     fatal(
@@ -160,6 +225,7 @@ pub(crate) async fn run(config: DiscordConfig, bus: Bus, shared: Arc<Shared>, re
             }
         }
     }
+    session.persist_now().await;
     shared.set_state(LinkState::Idle);
 }
 

@@ -48,6 +48,17 @@ impl Sequence {
         (self.session.is_some() && self.last > 0).then_some(self.last)
     }
 
+    /// The session being followed, if any.
+    pub fn session_id(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
+    /// Continues a session saved by an earlier run of the host (state file).
+    pub fn restore(&mut self, session_id: &str, last: u64) {
+        self.session = Some(session_id.into());
+        self.last = last;
+    }
+
     /// A session ended and will not be resumed.
     pub fn session_lost(&mut self) {
         if self.session.is_some() {
