@@ -85,7 +85,11 @@ fn with_foreign(var: &str, kind: SlotKind) -> Option<Policies> {
     let started = Instant::now();
     policies
         .slot(kind)
-        .load(&bytes, "bench", gateway_host::policy::ComponentConfig::none())
+        .load(
+            &bytes,
+            "bench",
+            gateway_host::policy::ComponentConfig::none(),
+        )
         .unwrap_or_else(|e| panic!("{var}: refused: {e}"));
     eprintln!(
         "{var}: {} bytes, loaded (compile + checks + instantiate + init) in {:.2?}",
