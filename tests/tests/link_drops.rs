@@ -31,14 +31,20 @@ async fn twenty_drops_lose_and_repeat_nothing() -> anyhow::Result<()> {
     });
 
     for i in 1..=DROPS {
-        let accepted = sim.control().links_accepted();
+        // Link `i` must be the live one before it is cut: the simulator counts a link just
+        // after its hello, which the host may already have acted on, so comparing with a
+        // count read earlier could take a stale count for the new link.
+        wait_until(T, "link i live on the simulator", || {
+            sim.control().links_accepted() == i && sim.control().live_links() == 1
+        })
+        .await?;
         wait_until(T, "some events on the live link", || {
             sim.control().session().1 >= i * 30
         })
         .await?;
         sim.control().drop_links();
         wait_until(T, "a new link after the drop", || {
-            sim.control().links_accepted() > accepted
+            sim.control().links_accepted() > i
         })
         .await?;
     }
