@@ -8,6 +8,7 @@ pub mod commands;
 pub mod discord;
 pub mod host;
 pub mod legacy_ws;
+pub mod nats;
 pub mod policy;
 pub mod sse_client;
 
