@@ -25,7 +25,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{kv, stream};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
@@ -64,16 +64,31 @@ pub async fn open_bucket(
     js: &async_nats::jetstream::Context,
     settings: &ClusterSettings,
 ) -> anyhow::Result<kv::Store> {
-    let created = js
-        .create_key_value(kv::Config {
-            bucket: settings.lease_bucket.clone(),
-            description: "gateway-host link-holder lease".into(),
-            history: 1,
-            max_age: settings.lease_ttl,
-            storage: async_nats::jetstream::stream::StorageType::File,
-            ..Default::default()
-        })
-        .await;
+    // The KV bucket is a stream with the KV conventions. It is created as a stream because
+    // async-nats' `create_key_value` first queries the account info, whose reply from
+    // nats-server 2.9 this client version cannot parse.
+    let bucket = &settings.lease_bucket;
+    let config = stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some("gateway-host link-holder lease".into()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age: settings.lease_ttl,
+        storage: stream::StorageType::File,
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: 1,
+        ..Default::default()
+    };
+    let created = match js.create_stream(config).await {
+        Ok(_) => js
+            .get_key_value(bucket.clone())
+            .await
+            .map_err(anyhow::Error::from),
+        Err(e) => Err(anyhow::Error::from(e)),
+    };
     match created {
         Ok(store) => Ok(store),
         Err(create_err) => {
@@ -83,7 +98,7 @@ pub async fn open_bucket(
                 .await
                 .with_context(|| {
                     format!(
-                        "creating the lease bucket {}: {create_err}",
+                        "creating the lease bucket {}: {create_err:#}",
                         settings.lease_bucket
                     )
                 })?;
