@@ -211,3 +211,39 @@ async fn a_start_below_the_first_retained_sequence_is_reported_as_a_gap() -> any
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_frame_missing_in_the_middle_is_reported_as_a_gap_where_it_was() -> anyhow::Result<()> {
+    let server = NatsServer::start()?;
+    let s = settings(&server);
+    let stream = host(&server, &s).await?;
+    for seq in 1..=10 {
+        stream.publish(&frame("s1", seq)).await?;
+    }
+    // Frames 5 and 6 disappear (as when the stream's limits discard frames a lagging
+    // reader has not read yet).
+    let nats = cluster::connect(&server.url(), Duration::from_secs(5)).await?;
+    let raw = nats.jetstream.get_stream(&s.stream_name).await?;
+    assert!(raw.delete_message(5).await?);
+    assert!(raw.delete_message(6).await?);
+    let mut reader = stream.read(StartAt::Sequence(1)).await?;
+    let head = read_frames(&mut reader, 4, Duration::from_secs(5)).await?;
+    assert_eq!(head.iter().map(|f| f.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let gap = reader
+        .next_within(Duration::from_secs(5))
+        .await?
+        .context("an item")?;
+    assert_eq!(
+        gap,
+        ReadItem::Gap {
+            expected: 5,
+            next_available: 7
+        }
+    );
+    let tail = read_frames(&mut reader, 4, Duration::from_secs(5)).await?;
+    assert_eq!(
+        tail.iter().map(|f| f.seq).collect::<Vec<_>>(),
+        [7, 8, 9, 10]
+    );
+    Ok(())
+}
