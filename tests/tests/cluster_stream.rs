@@ -30,7 +30,7 @@ fn frame(session: &str, seq: u64) -> RoutedFrame {
             seq,
         },
         topics: vec![format!("guild:{}", seq % 3), "all".into()],
-        to_all: seq % 10 == 0,
+        to_all: seq.is_multiple_of(10),
         body: Bytes::from(format!(
             "event: MESSAGE_CREATE\ndata: {{\"upstreamSeq\":{seq}}}\n"
         )),
