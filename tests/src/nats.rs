@@ -56,6 +56,16 @@ impl NatsServer {
         self.spawn()
     }
 
+    /// Starts a server again on the same port with a *new, empty* store (after [`kill`]): a
+    /// NATS server that lost its data.
+    ///
+    /// [`kill`]: NatsServer::kill
+    pub fn restart_empty(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.store = tempfile::tempdir().context("temporary JetStream store directory")?;
+        self.spawn()
+    }
+
     fn spawn(&mut self) -> anyhow::Result<()> {
         let child = Command::new(binary())
             .args(["-js", "-a", "127.0.0.1", "-p"])

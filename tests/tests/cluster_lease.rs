@@ -143,6 +143,29 @@ async fn a_leader_that_loses_nats_steps_down_and_regains_after_restart() -> anyh
 }
 
 #[tokio::test]
+async fn a_leader_regains_the_lease_from_a_nats_server_that_lost_its_store() -> anyhow::Result<()> {
+    let mut server = NatsServer::start()?;
+    let (_na, a) = contender(&server, "host-a").await?;
+    wait_for_leader(&[&a], Duration::from_secs(5)).await?;
+    server.restart_empty()?;
+    // The bucket is gone with the store: the contender re-creates it and takes the lease.
+    let mut watch = a.watch();
+    bounded(Duration::from_secs(5), "stepping down", async {
+        watch.wait_for(|leader| !*leader).await?;
+        Ok(())
+    })
+    .await?;
+    wait_for_leader(&[&a], Duration::from_secs(15)).await?;
+    let nats = cluster::connect(&server.url(), Duration::from_secs(5)).await?;
+    let store = lease::open_bucket(&nats.jetstream, &settings(&server, "reader")).await?;
+    let (value, _) = lease::read(&store, "link")
+        .await?
+        .context("the lease is held again")?;
+    assert_eq!(value.holder, "host-a");
+    Ok(())
+}
+
+#[tokio::test]
 async fn graceful_release_hands_over_faster_than_the_ttl() -> anyhow::Result<()> {
     let server = NatsServer::start()?;
     let long = |name: &str| {

@@ -240,7 +240,15 @@ impl Contender {
                     }
                     None
                 }
-                Some(s) => self.try_acquire(s).await,
+                Some(s) => match self.try_acquire(s).await {
+                    Ok(held) => held,
+                    Err(()) => {
+                        // The bucket may be gone (a NATS server that lost its store):
+                        // open, and so re-create, it at the next attempt.
+                        store = None;
+                        None
+                    }
+                },
             };
             let Some(mut held) = held else {
                 tokio::select! {
@@ -291,7 +299,8 @@ impl Contender {
         started + self.settings.lease_ttl - self.settings.lease_ttl / 10
     }
 
-    async fn try_acquire(&self, store: &kv::Store) -> Option<Held> {
+    /// `Ok(None)`: someone else holds the lease; `Err(())`: NATS or the bucket failed.
+    async fn try_acquire(&self, store: &kv::Store) -> Result<Option<Held>, ()> {
         let started = Instant::now();
         let created = tokio::time::timeout(
             self.settings.request_timeout,
@@ -299,16 +308,16 @@ impl Contender {
         )
         .await;
         match created {
-            Ok(Ok(revision)) => Some(Held {
+            Ok(Ok(revision)) => Ok(Some(Held {
                 revision,
                 valid_until: self.validity(started),
-            }),
-            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => None,
+            })),
+            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "cluster lease: acquire failed");
-                None
+                Err(())
             }
-            Err(_) => None,
+            Err(_) => Err(()),
         }
     }
 
