@@ -219,6 +219,8 @@ struct Held {
 impl Contender {
     async fn run(self, mut shutdown: oneshot::Receiver<()>) {
         let mut store: Option<kv::Store> = None;
+        // Warn once per outage, not at every attempt.
+        let mut warned = false;
         loop {
             // Follower: try to take the lease.
             let held = match &store {
@@ -231,12 +233,18 @@ impl Contender {
                     {
                         Ok(Ok(s)) => {
                             store = Some(s);
+                            warned = false;
                             continue;
                         }
-                        Ok(Err(e)) => {
+                        Ok(Err(e)) if !warned => {
                             tracing::warn!(error = %format!("{e:#}"), "cluster lease bucket unavailable");
+                            warned = true;
                         }
-                        Err(_) => tracing::warn!("cluster lease bucket: NATS did not answer"),
+                        Err(_) if !warned => {
+                            tracing::warn!("cluster lease bucket: NATS did not answer");
+                            warned = true;
+                        }
+                        _ => {}
                     }
                     None
                 }
