@@ -47,6 +47,7 @@ lint: setup
 # the browser client's tests (`js-test`),
 # then the HTTP contract check (schemathesis against docs/openapi.yaml on a live host).
 test: lint
+    @command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || { echo "the cluster tests need nats-server: apt-get install -y nats-server" >&2; exit 1; }
     cargo build -p gateway-sim --bin gateway-sim
     just py-component
     just js-component

@@ -28,6 +28,7 @@ pub mod authoring;
 pub mod bus;
 pub mod cli;
 pub mod client_js;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod console;

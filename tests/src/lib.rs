@@ -9,6 +9,7 @@ pub mod discord;
 pub mod foreign;
 pub mod host;
 pub mod legacy_ws;
+pub mod nats;
 pub mod policy;
 pub mod sse_client;
 
