@@ -3,24 +3,17 @@
 //! in the Identify payload), sends a message over REST (the token is in the
 //! Authorization header), and its whole output must not contain the token.
 
-use std::io::Read;
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::TracedHost;
 
 use fake_discord::{FakeDiscord, FakeOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gateway-host");
 const BOT_TOKEN: &str = "MTAwMDAw.bot-token.4e1d9b7c22a64f03";
 const JWT_SECRET: &str = "jwt-secret-5b0e8d2f41c97a36aa0e8d2f41c97a36";
-const QUIET_COMPILER: &str = "trace,cranelift_codegen=info,cranelift_frontend=info,wasmtime_internal_cranelift=info,regalloc2=info";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
 
 #[test]
 fn the_bot_token_is_not_logged_at_trace_level() {
@@ -30,50 +23,18 @@ fn the_bot_token_is_not_logged_at_trace_level() {
     let fake = runtime
         .block_on(FakeDiscord::start(options))
         .expect("fake starts");
-    let (http, admin) = (free_port(), free_port());
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env("RUST_LOG", QUIET_COMPILER)
-        .env_remove("LINK_URL")
-        .env_remove("LINK_TOKEN")
-        .env("DISCORD_BOT_TOKEN", BOT_TOKEN)
-        .env("DISCORD_API_BASE", fake.api_base())
-        .env("GATEWAY_HTTP_ADDR", format!("127.0.0.1:{http}"))
-        .env("GATEWAY_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
-        .env("GATEWAY_JWT_SECRET", JWT_SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
+    let api_base = fake.api_base();
+    let host = TracedHost::start(&[
+        ("DISCORD_BOT_TOKEN", BOT_TOKEN),
+        ("DISCORD_API_BASE", api_base.as_str()),
+        ("GATEWAY_JWT_SECRET", JWT_SECRET),
+    ]);
+    let http = host.http;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))
         .build()
         .into();
-    let ready = |agent: &ureq::Agent| {
-        agent
-            .get(&format!("http://127.0.0.1:{http}/readyz"))
-            .call()
-            .ok()
-            .map(|r| r.status().as_u16())
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ready(&agent) != Some(200) {
-        assert!(Instant::now() < deadline, "host never became ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let caller = Command::new(BIN)
         .args(["token", "--sub", "42"])
         .env("GATEWAY_JWT_SECRET", JWT_SECRET)
@@ -100,20 +61,7 @@ fn the_bot_token_is_not_logged_at_trace_level() {
     // A few heartbeats at trace level too.
     std::thread::sleep(Duration::from_millis(500));
 
-    let pid = child.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().ok().flatten().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.wait();
-    let mut logs = out_reader.join().unwrap_or_default();
-    logs.extend(err_reader.join().unwrap_or_default());
-    let logs = String::from_utf8_lossy(&logs);
+    let logs = host.stop();
     assert!(
         logs.contains("TRACE"),
         "the host really logged at trace level"
