@@ -9,34 +9,16 @@
 // Usage: node console.mjs <gateway-host binary> <component dir> [screenshot directory]
 // (<component dir> holds voice_typing.wasm, a voice-filter built by `just e2e`).
 import { spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
-import { mkdtempSync, mkdirSync, existsSync } from 'node:fs';
+import { mkdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { freePort, launchChromium, waitReady } from './support.mjs';
 
 const [bin, componentDir] = process.argv.slice(2, 4);
 assert.ok(bin && componentDir, 'usage: node console.mjs <gateway-host binary> <component dir> [out dir]');
 const replacement = join(componentDir, 'voice_typing.wasm');
 assert.ok(existsSync(replacement), `missing ${replacement} (built by \`just e2e\`)`);
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-    s.on('error', reject);
-  });
-}
-
-async function waitReady(url, deadlineMs) {
-  const end = Date.now() + deadlineMs;
-  while (Date.now() < end) {
-    try { if ((await fetch(url)).status === 200) return; } catch (_) {}
-    await new Promise(r => setTimeout(r, 100));
-  }
-  throw new Error(`not ready: ${url}`);
-}
 
 const hex = (n) => [...crypto.getRandomValues(new Uint8Array(n))].map(b => b.toString(16).padStart(2, '0')).join('');
 const [http, admin] = [await freePort(), await freePort()];
@@ -53,12 +35,7 @@ let stream;
 let failed = 0;
 try {
   await waitReady(`${base}/readyz`, 60_000);
-  browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'gw-chromium-')), {
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1280, height: 1400 },
-  });
+  browser = await launchChromium({ width: 1280, height: 1400 });
   const page = await browser.newPage();
   const pageErrors = [];
   page.on('pageerror', e => pageErrors.push(e));

@@ -7,32 +7,14 @@
 // and carries on.
 // Usage: node demo.mjs <path to gateway-host> [screenshot directory].
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
-import { mkdtempSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { freePort, launchChromium, waitReady } from './support.mjs';
 
 const bin = process.argv[2];
 assert.ok(bin, 'usage: node demo.mjs <gateway-host binary>');
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-    s.on('error', reject);
-  });
-}
-
-async function waitReady(url, deadlineMs) {
-  const end = Date.now() + deadlineMs;
-  while (Date.now() < end) {
-    try { if ((await fetch(url)).status === 200) return; } catch (_) {}
-    await new Promise(r => setTimeout(r, 100));
-  }
-  throw new Error(`not ready: ${url}`);
-}
 
 const [http, admin] = [await freePort(), await freePort()];
 // A fixed secret, so the page's cookie token stays valid across the host restart below.
@@ -50,13 +32,7 @@ let browser;
 let failed = 0;
 try {
   await waitReady(`${base}/readyz`, 60_000);
-  // A fresh profile directory each run (Playwright's way of passing --user-data-dir).
-  browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'gw-chromium-')), {
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1280, height: 720 },
-  });
+  browser = await launchChromium({ width: 1280, height: 720 });
   const page = await browser.newPage();
   await page.goto(base + '/');
   await page.waitForFunction(() => document.querySelectorAll('#feed li').length >= 2, null, { timeout: 20_000 });
