@@ -8,6 +8,15 @@ use gateway_host::bus::{Bus, Subscription};
 use gateway_host::discord::{BotToken, DiscordConfig};
 use gateway_host::link::LinkHandle;
 
+/// The channel the tests' messages go to.
+pub const CHANNEL: &str = "1110000000000000001";
+
+/// The `content` of a message event's payload (empty if it has none).
+pub fn content(ev: &gateway_host::bus::BusEvent) -> String {
+    let d: serde_json::Value = serde_json::from_str(ev.d.get()).unwrap_or_default();
+    d["content"].as_str().unwrap_or_default().to_string()
+}
+
 /// The token the test fakes accept.
 pub const BOT_TOKEN: &str = "bot-token-7c1e93ab55f04d2e.secret";
 
@@ -40,4 +49,17 @@ pub fn discord_to(
     let sub = bus.subscribe(100_000);
     let handle = gateway_host::discord::spawn(config, bus.clone())?;
     Ok((bus, sub, handle))
+}
+
+/// Closes the fake's gateway with 4004 (authentication failed) and waits until `link`
+/// has stopped for good.
+pub async fn close_fatally(fake: &FakeDiscord, link: &LinkHandle) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        fake.control().close(4004),
+        "the fake had no gateway connection to close"
+    );
+    crate::wait_until(Duration::from_secs(10), "the stop reason", || {
+        link.stopped_reason().is_some()
+    })
+    .await
 }

@@ -7,17 +7,12 @@ use std::time::Duration;
 
 use gateway_host::link::LinkState;
 use gateway_tests::commands::{Request, TestHost, test_config};
-use gateway_tests::discord::{discord_to, fast_discord_config, start_fake};
+use gateway_tests::discord::{
+    CHANNEL, close_fatally, content, discord_to, fast_discord_config, start_fake,
+};
 use gateway_tests::{collect, sse_client, wait_state, wait_until};
-use serde_json::Value;
 
 const T: Duration = Duration::from_secs(10);
-const CHANNEL: &str = "1110000000000000001";
-
-fn content(ev: &gateway_host::bus::BusEvent) -> String {
-    let d: Value = serde_json::from_str(ev.d.get()).unwrap_or_default();
-    d["content"].as_str().unwrap_or_default().to_string()
-}
 
 async fn identify_and_receive(compress: bool) -> anyhow::Result<()> {
     let fake = start_fake().await?;
@@ -195,11 +190,7 @@ async fn close_4004_stops_with_a_clear_error_no_retry_and_readyz_503() -> anyhow
     let fake = start_fake().await?;
     let host = TestHost::start_upstream(fast_discord_config(&fake), test_config(|_| {})?).await?;
     wait_state(&host.host.link, LinkState::Connected, T).await?;
-    assert!(fake.control().close(4004));
-    wait_until(T, "the stop reason", || {
-        host.host.link.stopped_reason().is_some()
-    })
-    .await?;
+    close_fatally(&fake, &host.host.link).await?;
     let reason = host.host.link.stopped_reason().unwrap_or_default();
     assert!(
         reason.contains("4004") && reason.contains("DISCORD_BOT_TOKEN"),

@@ -11,17 +11,13 @@ use gateway_host::config::Config;
 use gateway_host::link::LinkState;
 use gateway_host::server::Upstream;
 use gateway_tests::commands::{TestHost, test_config};
-use gateway_tests::discord::{BOT_TOKEN, discord_to, fast_discord_config, start_fake};
+use gateway_tests::discord::{
+    BOT_TOKEN, CHANNEL, close_fatally, content, discord_to, fast_discord_config, start_fake,
+};
 use gateway_tests::{collect, wait_state, wait_until};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);
-const CHANNEL: &str = "1110000000000000001";
-
-fn content(ev: &gateway_host::bus::BusEvent) -> String {
-    let d: Value = serde_json::from_str(ev.d.get()).unwrap_or_default();
-    d["content"].as_str().unwrap_or_default().to_string()
-}
 
 #[tokio::test]
 async fn the_discord_config_section_configures_the_session_and_env_overrides_it()
@@ -112,11 +108,7 @@ async fn after_a_fatal_close_commands_fail_clearly_at_once() -> anyhow::Result<(
     let fake = start_fake().await?;
     let host = TestHost::start_upstream(fast_discord_config(&fake), test_config(|_| {})?).await?;
     wait_state(&host.host.link, LinkState::Connected, T).await?;
-    assert!(fake.control().close(4004));
-    wait_until(T, "the stop reason", || {
-        host.host.link.stopped_reason().is_some()
-    })
-    .await?;
+    close_fatally(&fake, &host.host.link).await?;
     let token = host.token("42", &["*"]);
     let started = Instant::now();
     let reply = host
