@@ -15,13 +15,14 @@ use tokio::task::JoinHandle;
 /// The admin token of [`AdminServer`].
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
-/// Bound on one admin exchange (a load compiles a component).
+/// Default bound on one admin exchange (a load compiles a component).
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The admin router of `policies` served on 127.0.0.1:0; stops when dropped.
 pub struct AdminServer {
     pub addr: SocketAddr,
     task: JoinHandle<()>,
+    timeout: Duration,
 }
 
 impl Drop for AdminServer {
@@ -39,7 +40,18 @@ impl AdminServer {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(AdminServer { addr, task })
+        Ok(AdminServer {
+            addr,
+            task,
+            timeout: TIMEOUT,
+        })
+    }
+
+    /// The same server with another bound on each exchange (components that take long to
+    /// compile, such as the Python and JavaScript ones).
+    pub fn with_timeout(mut self, timeout: Duration) -> AdminServer {
+        self.timeout = timeout;
+        self
     }
 
     /// `GET /admin/components` (or `/admin/components/{slot}` with `Some(slot)`).
@@ -85,10 +97,11 @@ impl AdminServer {
     ) -> anyhow::Result<(u16, Value)> {
         let url = format!("http://{}{path}", self.addr);
         let what = format!("{method} {path}");
+        let timeout = self.timeout;
         let call = tokio::task::spawn_blocking(move || -> anyhow::Result<(u16, Value)> {
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)
-                .timeout_global(Some(TIMEOUT))
+                .timeout_global(Some(timeout))
                 .build()
                 .into();
             let auth = format!("Bearer {ADMIN_TOKEN}");
@@ -113,7 +126,7 @@ impl AdminServer {
                 serde_json::from_str(&text).unwrap_or(Value::String(text)),
             ))
         });
-        tokio::time::timeout(TIMEOUT + Duration::from_secs(5), call)
+        tokio::time::timeout(timeout + Duration::from_secs(5), call)
             .await
             .with_context(|| format!("timed out: {what}"))??
             .with_context(|| what)

@@ -229,7 +229,7 @@ impl Request {
 }
 
 /// Parses one raw HTTP/1.1 response (head and body, chunked or not).
-pub fn parse_reply(raw: &[u8]) -> anyhow::Result<Reply> {
+fn parse_reply(raw: &[u8]) -> anyhow::Result<Reply> {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text
         .split_once("\r\n\r\n")

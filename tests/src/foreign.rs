@@ -1,31 +1,21 @@
 //! Helpers for the tests of components written in other languages (Python, JavaScript):
 //! where `just py-component` / `just js-component` put the built files, the real
-//! `gateway-host component check` process, and the real admin API on a loopback port.
+//! `gateway-host component check` process (the admin API is [`crate::admin::AdminServer`]).
 //!
 //! The components are built by their own toolchains (componentize-py, componentize-js),
 //! which cargo cannot run from a build script without the network, so the `just test`
 //! recipe builds them before `cargo test`. A missing file fails the test with the command
 //! that builds it: skipping is not passing.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use gateway_host::config::Secret;
-use gateway_host::policy::Policies;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
-use crate::commands::{Reply, parse_reply};
-
-/// The admin token of [`AdminServer`].
-pub const ADMIN_TOKEN: &str = "foreign-components-admin-token";
-/// Bound on one admin exchange (a Python component compiles for several seconds).
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bound on one admin exchange of these tests (a Python component compiles for several
+/// seconds, more on a busy machine): give it to [`crate::admin::AdminServer::with_timeout`].
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A component built by a `just` recipe.
 #[derive(Debug, Clone, Copy)]
@@ -142,64 +132,4 @@ pub fn run_host(args: &[&str]) -> anyhow::Result<Run> {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         took: started.elapsed(),
     })
-}
-
-/// The real admin router for `policies` on its own loopback port (as `serve` runs it).
-pub struct AdminServer {
-    pub addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl Drop for AdminServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl AdminServer {
-    /// Serves `/admin/*` for `policies` with [`ADMIN_TOKEN`] on 127.0.0.1:0.
-    pub async fn start(policies: Arc<Policies>) -> anyhow::Result<AdminServer> {
-        let app = gateway_host::admin::router(policies, Some(Secret::new(ADMIN_TOKEN)), 64 << 20);
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(AdminServer { addr, task })
-    }
-
-    /// `PUT /admin/components/{slot}` with the wasm bytes as the body.
-    pub async fn put_component(&self, slot: &str, wasm: &[u8]) -> anyhow::Result<Reply> {
-        self.exchange("PUT", &format!("/admin/components/{slot}"), wasm)
-            .await
-    }
-
-    /// `POST /admin/components/{slot}/rollback`.
-    pub async fn rollback(&self, slot: &str) -> anyhow::Result<Reply> {
-        self.exchange("POST", &format!("/admin/components/{slot}/rollback"), b"")
-            .await
-    }
-
-    async fn exchange(&self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<Reply> {
-        let what = format!("{method} {path}");
-        let addr = self.addr;
-        let fut = async move {
-            let mut stream = TcpStream::connect(addr).await?;
-            let head = format!(
-                "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-                 Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/wasm\r\n\
-                 Content-Length: {}\r\n\r\n",
-                body.len()
-            );
-            stream.write_all(head.as_bytes()).await?;
-            stream.write_all(body).await?;
-            let mut raw = Vec::new();
-            stream.read_to_end(&mut raw).await?;
-            parse_reply(&raw)
-        };
-        match tokio::time::timeout(ADMIN_TIMEOUT, fut).await {
-            Ok(reply) => reply.with_context(|| what.clone()),
-            Err(_) => bail!("timed out after {ADMIN_TIMEOUT:?}: {what}"),
-        }
-    }
 }

@@ -19,7 +19,8 @@ use gateway_host::policy::types::{Command, Event, EventMeta, FieldError, SendMes
 use gateway_host::policy::{
     FailurePolicy, Policies, RouteDecision, SlotKind, SlotSettings, Validation,
 };
-use gateway_tests::foreign::{AdminServer, Foreign, JS_VALIDATOR, PYTHON_ROUTER, run_host};
+use gateway_tests::admin::AdminServer;
+use gateway_tests::foreign::{ADMIN_TIMEOUT, Foreign, JS_VALIDATOR, PYTHON_ROUTER, run_host};
 use gateway_tests::host::{TestHost, start_host};
 use gateway_tests::policy::relaxed_settings;
 use gateway_tests::sse_client::{SseResponse, get};
@@ -160,7 +161,9 @@ async fn python_router_hot_loaded_through_the_admin_api_redacts_for_live_subscri
 -> anyhow::Result<()> {
     let wasm = PYTHON_ROUTER.bytes()?;
     let h = start_host(host_config).await?;
-    let admin = AdminServer::start(h.host().policies.clone()).await?;
+    let admin = AdminServer::start(h.host().policies.clone())
+        .await?
+        .with_timeout(ADMIN_TIMEOUT);
     let mut everything = open(&h, "", &["*"]).await?;
     let mut guild = open(&h, "?topics=guild:100", &["guild:*"]).await?;
     let emit = |n: u32, content: &str| {
@@ -176,9 +179,8 @@ async fn python_router_hot_loaded_through_the_admin_api_redacts_for_live_subscri
     assert_eq!(d["content"], "mail ada@example.com");
     assert_eq!(next(&mut guild).await?.1["content"], "mail ada@example.com");
 
-    let reply = admin.put_component("event-router", &wasm).await?;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let loaded = reply.json()?;
+    let (status, loaded) = admin.put_raw("event-router", &wasm).await?;
+    assert_eq!(status, 200, "{loaded}");
     assert_eq!(loaded["loaded"]["sizeBytes"], wasm.len(), "{loaded}");
     assert_eq!(loaded["loaded"]["source"], "admin", "{loaded}");
 
@@ -208,8 +210,8 @@ async fn python_router_hot_loaded_through_the_admin_api_redacts_for_live_subscri
     assert_eq!(info.current.failures, 0, "the Python router never failed");
 
     // Rollback through the admin API brings the Rust router (and the raw content) back.
-    let reply = admin.rollback("event-router").await?;
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    let (status, body) = admin.rollback("event-router").await?;
+    assert_eq!(status, 200, "{body}");
     emit(4, "mail ada@example.com")?;
     assert_eq!(
         next(&mut everything).await?.1["content"],
@@ -223,7 +225,9 @@ async fn js_validator_hot_loaded_through_the_admin_api_refuses_mass_mentions() -
 {
     let wasm = JS_VALIDATOR.bytes()?;
     let h = start_host(host_config).await?;
-    let admin = AdminServer::start(h.host().policies.clone()).await?;
+    let admin = AdminServer::start(h.host().policies.clone())
+        .await?
+        .with_timeout(ADMIN_TIMEOUT);
     let mut stream = open(&h, "?topics=channel:700", &["*"]).await?;
     let server = h.server();
     let token = server.token("1001", &["send-message"]);
@@ -238,8 +242,8 @@ async fn js_validator_hot_loaded_through_the_admin_api_refuses_mass_mentions() -
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(next(&mut stream).await?.1["content"], "@everyone before");
 
-    let reply = admin.put_component("command-validator", &wasm).await?;
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    let (status, body) = admin.put_raw("command-validator", &wasm).await?;
+    assert_eq!(status, 200, "{body}");
 
     let reply = send("@everyone after").await?;
     assert_eq!(reply.status, 400, "{}", reply.body);
