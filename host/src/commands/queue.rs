@@ -13,7 +13,7 @@
 //! queue capacity.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use gateway_protocol::{Command, CommandBody, CommandKind};
 use parking_lot::Mutex;
@@ -61,7 +61,7 @@ impl Envelope {
             body,
             channel_id,
             enqueued_at: now,
-            enqueued_at_ms: unix_ms(),
+            enqueued_at_ms: crate::policy::version::unix_ms(),
             attempts: 0,
             next_attempt_at: now,
             span,
@@ -94,13 +94,6 @@ fn channel_of(body: &CommandBody) -> &str {
         CommandBody::AddReaction(r) => &r.channel_id,
         CommandBody::TypingStart(t) => &t.channel_id,
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Why a command was not queued.
