@@ -112,6 +112,8 @@ pub struct Config {
     pub server: ServerSettings,
     /// Direct Discord mode settings (`[discord]`; the token is env-only).
     pub discord: crate::discord::DiscordFile,
+    /// Cluster mode (`[cluster]`, `GATEWAY_NATS_URL`): `None` is single-host mode.
+    pub cluster: Option<crate::cluster::config::ClusterSettings>,
 }
 
 /// The TOML file's shape.
@@ -132,6 +134,7 @@ struct FileConfig {
     server: ServerSettings,
     listener: ListenerSettings,
     discord: crate::discord::DiscordFile,
+    cluster: crate::cluster::settings_file::ClusterFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,7 +228,9 @@ impl Config {
             .unwrap_or(file.cors_origins);
         CorsOrigins::parse(&cors_origins).map_err(anyhow::Error::msg)?;
         file.auth.check().map_err(anyhow::Error::msg)?;
+        let cluster = file.cluster.resolve(&env)?;
         Ok(Config {
+            cluster,
             http_addr: addr("GATEWAY_HTTP_ADDR", file.http_addr, DEFAULT_HTTP_ADDR)?,
             admin_addr: addr("GATEWAY_ADMIN_ADDR", file.admin_addr, DEFAULT_ADMIN_ADDR)?,
             admin_token: env("GATEWAY_ADMIN_TOKEN").map(Secret::new),

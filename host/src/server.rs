@@ -57,6 +57,8 @@ pub struct Host {
     pub max_connections: usize,
     /// The last minutes of link state, events/s, latency and clients, for the console.
     pub series: Arc<crate::console::Series>,
+    /// Cluster mode's parts (`[cluster]` / `GATEWAY_NATS_URL`); `None`: single-host mode.
+    pub cluster: Option<Arc<crate::cluster::runtime::ClusterRuntime>>,
     cors_origins: CorsOrigins,
     _watcher: Option<ComponentsWatcher>,
 }
@@ -116,8 +118,58 @@ impl Upstream {
 impl Host {
     /// Load the policies (each slot: its components-directory file if any, else the
     /// default), watch the directory, start the upstream (link or Discord) and the stream
-    /// hub. Needs a tokio runtime.
+    /// hub. Single-host mode only (cluster mode connects to NATS: [`Host::start_async`]).
+    /// Needs a tokio runtime.
     pub fn start(config: &Config, upstream: impl Into<Upstream>) -> anyhow::Result<Host> {
+        anyhow::ensure!(
+            config.cluster.is_none(),
+            "cluster mode is started with Host::start_async"
+        );
+        let base = Base::new(config)?;
+        let bus = Bus::new();
+        let hub = StreamHub::start(&bus, base.policies.clone(), base.stream.clone());
+        let link = match upstream.into() {
+            Upstream::Link(c) => link::spawn(c, bus.clone()),
+            Upstream::Discord(c) => crate::discord::spawn(c, bus.clone())?,
+        };
+        Ok(base.assemble(config, bus, hub, link, None))
+    }
+
+    /// [`Host::start`], or in cluster mode: connect to NATS, contend for the upstream
+    /// link, and serve SSE from the cluster's stream.
+    pub async fn start_async(
+        config: &Config,
+        upstream: impl Into<Upstream>,
+    ) -> anyhow::Result<Host> {
+        let Some(settings) = config.cluster.clone() else {
+            return Host::start(config, upstream);
+        };
+        let base = Base::new(config)?;
+        let cluster = crate::cluster::runtime::ClusterRuntime::start(
+            settings,
+            upstream.into(),
+            base.policies.clone(),
+        )
+        .await?;
+        let hub = StreamHub::start_cluster(cluster.stream.clone(), base.stream.clone());
+        let link = link::detached();
+        Ok(base.assemble(config, Bus::new(), hub, link, Some(Arc::new(cluster))))
+    }
+}
+
+/// What every host has whatever its mode: auth, CORS, policies and their watcher, the
+/// connection budget.
+struct Base {
+    auth: Authenticator,
+    cors_origins: CorsOrigins,
+    policies: Arc<Policies>,
+    watcher: Option<ComponentsWatcher>,
+    max_connections: usize,
+    stream: crate::sse::StreamSettings,
+}
+
+impl Base {
+    fn new(config: &Config) -> anyhow::Result<Base> {
         let secret = config.jwt_secret.as_ref().ok_or_else(|| {
             anyhow::anyhow!("GATEWAY_JWT_SECRET is not set: it signs and verifies caller tokens")
         })?;
@@ -137,22 +189,34 @@ impl Host {
             )?),
             None => None,
         };
-        let bus = Bus::new();
         let (max_connections, stream) = connection_budget(config);
-        let hub = StreamHub::start(&bus, policies.clone(), stream);
+        Ok(Base {
+            auth,
+            cors_origins,
+            policies,
+            watcher,
+            max_connections,
+            stream,
+        })
+    }
+
+    fn assemble(
+        self,
+        config: &Config,
+        bus: Bus,
+        hub: StreamHub,
+        link: LinkHandle,
+        cluster: Option<Arc<crate::cluster::runtime::ClusterRuntime>>,
+    ) -> Host {
         let legacy = config
             .legacy_ws
             .enabled
-            .then(|| LegacyBridge::start(&bus, policies.clone(), config.legacy_ws.clone()));
-        let link = match upstream.into() {
-            Upstream::Link(c) => link::spawn(c, bus.clone()),
-            Upstream::Discord(c) => crate::discord::spawn(c, bus.clone())?,
-        };
+            .then(|| LegacyBridge::start(&bus, self.policies.clone(), config.legacy_ws.clone()));
         let commands = CommandPipeline::start(config.commands.clone(), link.clone());
         let series = crate::console::Series::start(link.clone(), hub.clone());
-        Ok(Host {
-            policies,
-            auth,
+        Host {
+            policies: self.policies,
+            auth: self.auth,
             bus,
             link,
             commands,
@@ -161,11 +225,12 @@ impl Host {
             internal_events: config.internal_events.clone(),
             demo_mode: false,
             demo_sim: None,
-            max_connections,
+            max_connections: self.max_connections,
             series,
-            cors_origins,
-            _watcher: watcher,
-        })
+            cluster,
+            cors_origins: self.cors_origins,
+            _watcher: self.watcher,
+        }
     }
 }
 
@@ -211,6 +276,22 @@ pub fn health_router(link: LinkHandle, policies: Arc<Policies>) -> Router {
         .route("/metrics", get(|| async { metrics_response() }))
 }
 
+/// [`health_router`] for `host`: in cluster mode `/readyz` says whether this host can
+/// serve (NATS connected, the stream readable) and whether it holds the upstream link.
+fn host_health_router(host: &Host) -> Router {
+    let Some(cluster) = host.cluster.clone() else {
+        return health_router(host.link.clone(), host.policies.clone());
+    };
+    let (link, policies, hub) = (host.link.clone(), host.policies.clone(), host.hub.clone());
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || async move { cluster_readiness(&cluster, &hub, &link, &policies) }),
+        )
+        .route("/metrics", get(|| async { metrics_response() }))
+}
+
 /// Every admin-listener route: the admin API, the operator console, health.
 pub fn admin_router(host: &Host, config: &Config) -> Router {
     admin::router(
@@ -222,7 +303,7 @@ pub fn admin_router(host: &Host, config: &Config) -> Router {
         host.series.clone(),
         config.admin_token.clone(),
     ))
-    .merge(health_router(host.link.clone(), host.policies.clone()))
+    .merge(host_health_router(host))
 }
 
 /// Every public route: health, the demo page, the stream, the commands; CORS by allow-list.
@@ -236,7 +317,7 @@ pub fn public_router(host: &Host) -> Router {
     } else {
         Router::new()
     };
-    health_router(host.link.clone(), host.policies.clone())
+    host_health_router(host)
         .merge(legacy)
         .merge(publishing)
         .merge(demo::page_router(host.demo_mode.then(|| host.auth.clone())))
@@ -266,7 +347,50 @@ fn readiness(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let components: Vec<_> = policies
+    let mut body = serde_json::json!({
+        "ready": ready, "link": state.as_str(), "components": components_json(policies),
+    });
+    if let Some(reason) = stopped {
+        body["error"] = serde_json::Value::String(reason);
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+/// Cluster mode: ready when NATS is connected and this host reads the stream (it can serve
+/// streams whichever host holds the link).
+fn cluster_readiness(
+    cluster: &crate::cluster::runtime::ClusterRuntime,
+    hub: &StreamHub,
+    link: &LinkHandle,
+    policies: &Policies,
+) -> axum::response::Response {
+    let nats = cluster.nats_connected();
+    let stream = hub.stream_ok();
+    let ready = nats && stream;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let held = cluster.holder.held().borrow().clone();
+    let body = serde_json::json!({
+        "ready": ready,
+        "link": link.state().as_str(),
+        "cluster": {
+            "hostId": cluster.host_id(),
+            "nats": if nats { "connected" } else { "disconnected" },
+            "stream": if stream { "reading" } else { "unreachable" },
+            "lastEventId": hub.last_id().map(|id| id.to_string()),
+            "holdsLink": held.is_some(),
+            "heldLink": held.map(|l| l.state().as_str()),
+        },
+        "components": components_json(policies),
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+fn components_json(policies: &Policies) -> Vec<serde_json::Value> {
+    policies
         .infos()
         .into_iter()
         .map(|i| {
@@ -276,13 +400,7 @@ fn readiness(
                 "breaker": i.breaker.state,
             })
         })
-        .collect();
-    let mut body =
-        serde_json::json!({ "ready": ready, "link": state.as_str(), "components": components });
-    if let Some(reason) = stopped {
-        body["error"] = serde_json::Value::String(reason);
-    }
-    (status, axum::Json(body)).into_response()
+        .collect()
 }
 
 fn metrics_response() -> impl IntoResponse {
@@ -377,6 +495,13 @@ pub async fn serve_host_on(
     {
         tracing::warn!("the upstream link did not close within the shutdown deadline");
     }
+    if let Some(cluster) = &host.cluster
+        && tokio::time::timeout_at(end, cluster.shutdown())
+            .await
+            .is_err()
+    {
+        tracing::warn!("the cluster parts did not stop within the shutdown deadline");
+    }
     tracing::info!("gateway-host stopped");
     Ok(())
 }
@@ -406,7 +531,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     metrics::install();
-    let host = Host::start(&config, upstream)?;
+    let host = Host::start_async(&config, upstream).await?;
     serve_host(host, &config, shutdown).await
 }
 

@@ -4,6 +4,7 @@
 //! feature fails the test with a message instead of hanging it.
 
 pub mod admin;
+pub mod cluster;
 pub mod commands;
 pub mod discord;
 pub mod foreign;

@@ -34,6 +34,8 @@ fn frame(session: &str, seq: u64) -> RoutedFrame {
         body: Bytes::from(format!(
             "event: MESSAGE_CREATE\ndata: {{\"upstreamSeq\":{seq}}}\n"
         )),
+        received_ms: 0,
+        loss: false,
     }
 }
 
@@ -97,6 +99,7 @@ fn stream_frame(seq: u64, f: &RoutedFrame) -> StreamFrame {
         topics: f.topics.clone(),
         to_all: f.to_all,
         body: f.body.clone(),
+        received_ms: 0,
     }
 }
 

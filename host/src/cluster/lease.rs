@@ -160,6 +160,12 @@ impl LeaseHandle {
         *self.resume.lock() = Some(point);
     }
 
+    /// A setter of the resume point that can move to another task.
+    pub fn resume_setter(&self) -> impl Fn(ResumePoint) + Send + Sync + 'static {
+        let resume = self.resume.clone();
+        move |point| *resume.lock() = Some(point)
+    }
+
     /// Stops contending; if leader, steps down first and deletes the lease (revision-checked)
     /// so another host takes it at its next attempt. Waits for the contender to end.
     pub async fn release(mut self) {

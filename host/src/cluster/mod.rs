@@ -17,7 +17,11 @@
 //! mode with the in-process bus is unchanged. `docs/cluster.md` says what comes next.
 
 pub mod config;
+pub mod holder;
 pub mod lease;
+pub mod publisher;
+pub mod runtime;
+pub mod settings_file;
 pub mod stream;
 
 pub use async_nats;

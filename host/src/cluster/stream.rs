@@ -40,6 +40,8 @@ pub const HEADER_TO_ALL: &str = "Gateway-To-All";
 pub const HEADER_SESSION: &str = "Gateway-Upstream-Session";
 /// Header: the upstream seq of the frame's event.
 pub const HEADER_SEQ: &str = "Gateway-Upstream-Seq";
+/// Header: when the link holder read the upstream event, ms since the Unix epoch.
+pub const HEADER_RECEIVED_MS: &str = "Gateway-Received-Ms";
 
 /// A routed frame, as the link holder publishes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,11 @@ pub struct RoutedFrame {
     pub to_all: bool,
     /// `event: …\ndata: …\n`: the SSE frame without `id:` and without the closing blank line.
     pub body: Bytes,
+    /// When the holder read the upstream event (ms since the Unix epoch; 0: unknown).
+    pub received_ms: u64,
+    /// A `reset` announcing a loss before the event *after* `upstream` (its
+    /// de-duplication id gets a `:loss` suffix, so it never collides with an event's).
+    pub loss: bool,
 }
 
 /// A frame read back from the stream.
@@ -61,6 +68,8 @@ pub struct StreamFrame {
     pub topics: Vec<String>,
     pub to_all: bool,
     pub body: Bytes,
+    /// When the holder read the upstream event (ms since the Unix epoch; 0: unknown).
+    pub received_ms: u64,
 }
 
 impl StreamFrame {
@@ -156,6 +165,16 @@ impl FrameStream {
 
     /// Publishes `frame` and waits for the stream's acknowledgement.
     pub async fn publish(&self, frame: &RoutedFrame) -> anyhow::Result<Published> {
+        self.send(frame).await?.await
+    }
+
+    /// Sends `frame`; the returned future resolves with the stream's acknowledgement.
+    /// Frames sent one after another on one connection are stored in that order, so a
+    /// publisher can send a batch and then await its acks (pipelining).
+    pub async fn send(
+        &self,
+        frame: &RoutedFrame,
+    ) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<Published>> + use<>> {
         let mut headers = HeaderMap::new();
         let topics = serde_json::to_string(&frame.topics).context("encoding topics")?;
         headers.insert(HEADER_TOPICS, topics.as_str());
@@ -164,20 +183,30 @@ impl FrameStream {
         }
         headers.insert(HEADER_SESSION, frame.upstream.session.as_str());
         headers.insert(HEADER_SEQ, frame.upstream.seq.to_string().as_str());
+        if frame.received_ms > 0 {
+            headers.insert(HEADER_RECEIVED_MS, frame.received_ms.to_string().as_str());
+        }
+        let mut id = message_id(&frame.upstream);
+        if frame.loss {
+            id.push_str(":loss");
+        }
         let message = PublishMessage::build()
             .headers(headers)
-            .message_id(message_id(&frame.upstream))
+            .message_id(id)
             .payload(frame.body.clone());
         let ack = self
             .js
             .send_publish(self.subject.clone(), message)
             .await
-            .context("publishing a frame")?
-            .await
-            .context("the stream did not acknowledge a frame")?;
-        Ok(Published {
-            seq: ack.sequence,
-            duplicate: ack.duplicate,
+            .context("publishing a frame")?;
+        Ok(async move {
+            let ack = ack
+                .await
+                .context("the stream did not acknowledge a frame")?;
+            Ok(Published {
+                seq: ack.sequence,
+                duplicate: ack.duplicate,
+            })
         })
     }
 
@@ -313,15 +342,18 @@ fn upstream_of(headers: &HeaderMap) -> Option<ResumePoint> {
 }
 
 fn frame_of(seq: u64, headers: Option<&HeaderMap>, body: Bytes) -> StreamFrame {
-    let (topics, to_all, upstream) = match headers {
+    let (topics, to_all, upstream, received_ms) = match headers {
         Some(h) => (
             h.get(HEADER_TOPICS)
                 .and_then(|v| serde_json::from_str(v.as_str()).ok())
                 .unwrap_or_default(),
             h.get(HEADER_TO_ALL).is_some_and(|v| v.as_str() == "1"),
             upstream_of(h),
+            h.get(HEADER_RECEIVED_MS)
+                .and_then(|v| v.as_str().parse().ok())
+                .unwrap_or(0),
         ),
-        None => (Vec::new(), false, None),
+        None => (Vec::new(), false, None, 0),
     };
     StreamFrame {
         seq,
@@ -329,6 +361,7 @@ fn frame_of(seq: u64, headers: Option<&HeaderMap>, body: Bytes) -> StreamFrame {
         topics,
         to_all,
         body,
+        received_ms,
     }
 }
 
@@ -344,6 +377,7 @@ mod tests {
             topics: vec![],
             to_all: false,
             body: Bytes::from_static(b"event: MESSAGE_CREATE\ndata: {}\n"),
+            received_ms: 0,
         };
         assert_eq!(
             &frame.sse_bytes()[..],

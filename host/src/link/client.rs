@@ -95,9 +95,13 @@ pub(super) async fn run(config: LinkConfig, bus: Bus, shared: Arc<Shared>) {
         .state_file
         .clone()
         .map(|path| StateFile::new(path, config.state_interval));
-    let session = match state_file.as_ref().and_then(StateFile::load) {
-        Some(saved) => SessionTracker::restored(&saved.session_id, saved.last_seq),
-        None => SessionTracker::default(),
+    let session = match (
+        &config.resume,
+        state_file.as_ref().and_then(StateFile::load),
+    ) {
+        (Some((session, seq)), _) => SessionTracker::restored(session, *seq),
+        (None, Some(saved)) => SessionTracker::restored(&saved.session_id, saved.last_seq),
+        (None, None) => SessionTracker::default(),
     };
     let mut client = Client {
         backoff: Backoff::new(config.backoff_base, config.backoff_cap),

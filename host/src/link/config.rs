@@ -89,6 +89,9 @@ pub struct LinkConfig {
     pub state_file: Option<PathBuf>,
     /// Shortest time between two writes of the state file (default 1 s).
     pub state_interval: Duration,
+    /// Start by resuming this upstream session after this seq (cluster mode: the position
+    /// of the stream's last frame); wins over the state file. Default: none.
+    pub resume: Option<(String, u64)>,
 }
 
 impl LinkConfig {
@@ -108,6 +111,7 @@ impl LinkConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             state_file: None,
             state_interval: Duration::from_secs(1),
+            resume: None,
         }
     }
 

@@ -57,3 +57,19 @@ pub fn spawn(config: LinkConfig, bus: Bus) -> LinkHandle {
     *shared.task.lock() = Some(task);
     LinkHandle { shared }
 }
+
+/// A link handle with no link behind it: never connected, refuses every command. (Cluster
+/// mode until commands are relayed to the link holder.)
+pub fn detached() -> LinkHandle {
+    let shared = Arc::new(handle::Shared {
+        state_tx: watch::channel(LinkState::Idle).0,
+        outbound: Mutex::new(None),
+        acks: broadcast::channel(ACK_CAPACITY).0,
+        stats: Default::default(),
+        shutdown: watch::channel(false).0,
+        task: Mutex::new(None),
+        stopped: Mutex::new(None),
+        independent_commands: false,
+    });
+    LinkHandle { shared }
+}

@@ -5,6 +5,12 @@
 //! another epoch (a host restart) or outside the replay ring cannot be placed, and the
 //! client gets an explicit `reset` event instead of a silent gap.
 //!
+//! In cluster mode (`docs/cluster.md`) the id is the JetStream stream sequence, a bare
+//! number, the same on every host: an [`EventId`] with epoch [`CLUSTER_EPOCH`]. The link
+//! holder stores each frame *without* its id ([`stored_body`], [`stored_loss_body`]: the
+//! envelope's `"id"` is empty) and every host fills the sequence in when it reads the frame
+//! back ([`Frame::from_stored`]).
+//!
 //! Every frame's `data:` is one line whatever the upstream or a router sent: a payload is
 //! kept as raw JSON, and raw JSON may hold line breaks between its tokens (pretty-printed
 //! JSON), which would end the SSE field early. Inside JSON strings line breaks are always
@@ -27,9 +33,16 @@ pub struct EventId {
     pub seq: u64,
 }
 
+/// The epoch of cluster-mode ids: the id is the stream sequence alone.
+pub const CLUSTER_EPOCH: u64 = 0;
+
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.epoch, self.seq)
+        if self.epoch == CLUSTER_EPOCH {
+            write!(f, "{}", self.seq)
+        } else {
+            write!(f, "{}-{}", self.epoch, self.seq)
+        }
     }
 }
 
@@ -37,9 +50,20 @@ impl FromStr for EventId {
     type Err = ();
 
     fn from_str(s: &str) -> Result<Self, ()> {
-        let (epoch, seq) = s.trim().split_once('-').ok_or(())?;
+        let s = s.trim();
+        let Some((epoch, seq)) = s.split_once('-') else {
+            // A bare number: a cluster id (a stream sequence).
+            return Ok(EventId {
+                epoch: CLUSTER_EPOCH,
+                seq: s.parse().map_err(|_| ())?,
+            });
+        };
+        let epoch = epoch.parse().map_err(|_| ())?;
+        if epoch == CLUSTER_EPOCH {
+            return Err(());
+        }
         Ok(EventId {
-            epoch: epoch.parse().map_err(|_| ())?,
+            epoch,
             seq: seq.parse().map_err(|_| ())?,
         })
     }
@@ -86,22 +110,8 @@ impl Frame {
         topics: Vec<String>,
         payload: Option<&RawValue>,
     ) -> Frame {
-        let envelope = Envelope {
-            version: "1.0",
-            id: id.to_string(),
-            kind: &event.t,
-            trace_id: &event.trace_id,
-            guild_id: meta.guild_id.as_deref(),
-            channel_id: meta.channel_id.as_deref(),
-            timestamp: event.ts,
-            upstream_session: &event.session_id,
-            upstream_seq: event.seq,
-            data: payload.unwrap_or(&event.d),
-        };
-        // Serializing borrowed strings and raw JSON cannot fail.
-        let data = one_line(serde_json::to_string(&envelope).unwrap_or_default());
-        let name = sanitize_line(&event.t);
-        let bytes = Bytes::from(format!("id: {id}\nevent: {name}\ndata: {data}\n\n"));
+        let body = event_body(&id.to_string(), event, meta, payload);
+        let bytes = Bytes::from(format!("id: {id}\n{body}\n"));
         Frame {
             id,
             topics,
@@ -124,10 +134,96 @@ impl Frame {
         }
     }
 
+    /// A frame read back from the cluster's stream: `body` is a [`stored_body`] or
+    /// [`stored_loss_body`]; the stream sequence `seq` becomes the `id:` line and fills the
+    /// envelope's empty `"id"` (the first `"id":""` of the data line is always the
+    /// envelope's: it comes before the payload, and a JSON string cannot hold a bare quote).
+    pub fn from_stored(
+        seq: u64,
+        topics: Vec<String>,
+        to_all: bool,
+        body: &[u8],
+        received_at: std::time::Instant,
+    ) -> Frame {
+        let id = EventId {
+            epoch: CLUSTER_EPOCH,
+            seq,
+        };
+        let filled = format!("\"id\":\"{seq}\"");
+        let mut out = Vec::with_capacity(body.len() + 40);
+        out.extend_from_slice(format!("id: {seq}\n").as_bytes());
+        match find(body, EMPTY_ID) {
+            Some(at) => {
+                out.extend_from_slice(&body[..at]);
+                out.extend_from_slice(filled.as_bytes());
+                out.extend_from_slice(&body[at + EMPTY_ID.len()..]);
+            }
+            None => out.extend_from_slice(body),
+        }
+        out.push(b'\n');
+        Frame {
+            id,
+            topics,
+            to_all,
+            bytes: Bytes::from(out),
+            received_at,
+        }
+    }
+
     /// Bytes this frame holds (for the replay ring's byte bound).
     pub fn cost(&self) -> usize {
         self.bytes.len() + self.topics.iter().map(|t| t.len() + 24).sum::<usize>() + 96
     }
+}
+
+/// The envelope's id before the stream sequence is known.
+const EMPTY_ID: &[u8] = b"\"id\":\"\"";
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `event: …\ndata: …\n` of an event (no `id:` line, no closing blank line), with `id` as
+/// the envelope's id.
+fn event_body(
+    id: &str,
+    event: &BusEvent,
+    meta: &crate::policy::types::EventMeta,
+    payload: Option<&RawValue>,
+) -> String {
+    let envelope = Envelope {
+        version: "1.0",
+        id: id.to_string(),
+        kind: &event.t,
+        trace_id: &event.trace_id,
+        guild_id: meta.guild_id.as_deref(),
+        channel_id: meta.channel_id.as_deref(),
+        timestamp: event.ts,
+        upstream_session: &event.session_id,
+        upstream_seq: event.seq,
+        data: payload.unwrap_or(&event.d),
+    };
+    // Serializing borrowed strings and raw JSON cannot fail.
+    let data = one_line(serde_json::to_string(&envelope).unwrap_or_default());
+    let name = sanitize_line(&event.t);
+    format!("event: {name}\ndata: {data}\n")
+}
+
+/// The frame of `event` as the link holder stores it in the cluster's stream: no `id:`
+/// line and an empty envelope id, both filled in by [`Frame::from_stored`].
+pub fn stored_body(
+    event: &BusEvent,
+    meta: &crate::policy::types::EventMeta,
+    payload: Option<&RawValue>,
+) -> Bytes {
+    Bytes::from(event_body("", event, meta, payload))
+}
+
+/// A `reset` announcing a loss, as the link holder stores it (see [`stored_body`]).
+pub fn stored_loss_body(cause: &'static str, reason: &str) -> Bytes {
+    let mut body = reset_body(None, cause, reason, None, None);
+    body["id"] = serde_json::Value::String(String::new());
+    Bytes::from(format!("event: reset\ndata: {body}\n"))
 }
 
 /// `json` (a valid JSON text) on one line: raw CR/LF can only be whitespace between
@@ -244,6 +340,27 @@ mod tests {
             let f = Frame::build(id, &event("{}"), &meta(), vec![], Some(&replacement));
             assert_eq!(data_line(&f.bytes)["data"], expected, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn a_stored_frame_gets_the_stream_sequence_as_both_ids() {
+        let e = event(r#"{"id":"","content":"x"}"#);
+        let body = stored_body(&e, &meta(), None);
+        let f = Frame::from_stored(77, vec![], false, &body, std::time::Instant::now());
+        assert!(f.bytes.starts_with(b"id: 77\nevent: MESSAGE_CREATE\n"));
+        let data = data_line(&f.bytes);
+        assert_eq!(data["id"], "77");
+        assert_eq!(
+            data["data"]["id"], "",
+            "the payload's own empty id is untouched"
+        );
+        let loss = stored_loss_body(CAUSE_UPSTREAM_LOSS, "gone");
+        let f = Frame::from_stored(78, vec![], true, &loss, std::time::Instant::now());
+        assert_eq!(data_line(&f.bytes)["id"], "78");
+        assert_eq!(f.id.to_string(), "78");
+        assert_eq!("78".parse::<EventId>(), Ok(f.id));
+        assert_eq!("0-78".parse::<EventId>(), Err(()));
+        assert_eq!("5-78".parse::<EventId>(), Ok(EventId { epoch: 5, seq: 78 }));
     }
 
     #[test]

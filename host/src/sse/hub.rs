@@ -15,6 +15,11 @@
 //! next event. It goes to every subscriber whatever its topics and sits in the replay ring,
 //! so a client resuming from before it gets it in its replay.
 //!
+//! Cluster mode (`docs/cluster.md`): the hub is fed by the cluster's JetStream stream of
+//! routed frames instead of the bus ([`StreamHub::start_cluster`]); ids are stream
+//! sequences, the ring is a cache in front of the stream, and a client resuming from an id
+//! the ring cannot place catches up from the stream first (see [`super::catch_up`]).
+//!
 //! Caps: `max-clients` streams in all (503 `too_many_streams`) and
 //! `max-streams-per-user` per token `sub` (429 `too_many_user_streams`).
 //!
@@ -80,10 +85,17 @@ impl Default for StreamSettings {
     }
 }
 
-struct Subscriber {
+pub(super) struct Subscriber {
     id: u64,
     patterns: Vec<String>,
     tx: mpsc::Sender<Arc<Frame>>,
+}
+
+impl Subscriber {
+    /// The topic patterns this client asked for.
+    pub(super) fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
 }
 
 struct HubState {
@@ -107,6 +119,9 @@ struct Inner {
     /// The same gateway→SSE latencies as `gateway_event_to_sse_seconds`, per second, for
     /// the operator console.
     latency: Arc<LatencyWindow>,
+    /// Cluster mode: the stream the hub reads, and whether its reader is up.
+    cluster: Option<crate::cluster::stream::FrameStream>,
+    stream_ok: std::sync::atomic::AtomicBool,
 }
 
 /// Handle to the hub; cheap to clone.
@@ -134,6 +149,9 @@ pub struct Subscription {
     pub rx: mpsc::Receiver<Arc<Frame>>,
     pub shutdown: watch::Receiver<bool>,
     pub guard: SubscriberGuard,
+    /// Cluster mode: the client resumes from before what the ring holds (or from ahead of
+    /// this host) and first catches up from the stream.
+    pub catch_up: Option<super::catch_up::CatchUp>,
 }
 
 /// Unsubscribes and frees the client's slot when dropped.
@@ -189,8 +207,36 @@ impl StreamHub {
         let epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
-            .unwrap_or(1);
-        let hub = StreamHub {
+            .unwrap_or(1)
+            .max(1);
+        let hub = StreamHub::new(epoch, settings, None);
+        tokio::spawn(run(
+            hub.clone(),
+            bus.clone(),
+            bus.subscribe(bus_capacity),
+            policies,
+            bus_capacity,
+        ));
+        hub
+    }
+
+    /// Cluster mode: start the hub fed by the cluster's stream of routed frames (from the
+    /// next frame published); ids are stream sequences. Needs a tokio runtime.
+    pub fn start_cluster(
+        stream: crate::cluster::stream::FrameStream,
+        settings: StreamSettings,
+    ) -> StreamHub {
+        let hub = StreamHub::new(frame::CLUSTER_EPOCH, settings, Some(stream.clone()));
+        tokio::spawn(super::catch_up::feed_from_stream(hub.clone(), stream));
+        hub
+    }
+
+    fn new(
+        epoch: u64,
+        settings: StreamSettings,
+        cluster: Option<crate::cluster::stream::FrameStream>,
+    ) -> StreamHub {
+        StreamHub {
             inner: Arc::new(Inner {
                 state: Mutex::new(HubState {
                     ring: ReplayRing::new(
@@ -209,16 +255,24 @@ impl StreamHub {
                 shutdown: watch::channel(false).0,
                 replay_bytes: metrics::gauge!("gateway_sse_replay_bytes"),
                 latency: Arc::new(LatencyWindow::default()),
+                cluster,
+                stream_ok: std::sync::atomic::AtomicBool::new(false),
             }),
-        };
-        tokio::spawn(run(
-            hub.clone(),
-            bus.clone(),
-            bus.subscribe(bus_capacity),
-            policies,
-            bus_capacity,
-        ));
-        hub
+        }
+    }
+
+    /// Cluster mode: whether the hub's stream reader is up.
+    pub fn stream_ok(&self) -> bool {
+        self.inner.stream_ok.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_stream_ok(&self, ok: bool) {
+        self.inner.stream_ok.store(ok, Ordering::Relaxed);
+    }
+
+    /// Whether the hub serves the cluster's stream.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.cluster.is_some()
     }
 
     /// The stream settings.
@@ -290,6 +344,7 @@ impl StreamHub {
         let (tx, rx) = mpsc::channel(inner.settings.client_queue.max(1));
         // Under the lock: place the id, copy the ring's pointers after it, register.
         let mut state = inner.state.lock();
+        let mut catch_up_from = None;
         let (mut replay, reset) = match last_event_id {
             None => (Vec::new(), None),
             Some(raw) => match raw.parse::<EventId>() {
@@ -303,6 +358,13 @@ impl StreamHub {
                 ),
                 Ok(last) => match state.ring.locate(last, inner.epoch, state.next_seq) {
                     ResumePoint::After(seq) => (state.ring.range_after(seq), None),
+                    // Cluster mode: the stream itself places the id (or says it cannot).
+                    ResumePoint::Unplaceable(_)
+                        if inner.cluster.is_some() && last.epoch == frame::CLUSTER_EPOCH =>
+                    {
+                        catch_up_from = Some(last.seq);
+                        (Vec::new(), None)
+                    }
                     ResumePoint::Unplaceable(why) => (
                         Vec::new(),
                         Some(frame::reset_frame(raw, why, state.ring.oldest())),
@@ -310,11 +372,24 @@ impl StreamHub {
                 },
             },
         };
-        state.subscribers.push(Subscriber {
+        let subscriber = Subscriber {
             id,
             patterns: patterns.clone(),
             tx,
-        });
+        };
+        let catch_up = match (catch_up_from, &inner.cluster) {
+            (Some(have), Some(stream)) => Some(super::catch_up::CatchUp::new(
+                self.clone(),
+                stream.clone(),
+                have,
+                subscriber,
+                last_event_id.unwrap_or_default(),
+            )),
+            _ => {
+                state.subscribers.push(subscriber);
+                None
+            }
+        };
         drop(state);
         // Outside it: keep what this client's topics match.
         replay.retain(|f| f.to_all || frame::matches(&patterns, &f.topics));
@@ -328,7 +403,45 @@ impl StreamHub {
             rx,
             shutdown: inner.shutdown.subscribe(),
             guard,
+            catch_up,
         })
+    }
+
+    /// Cluster mode: a catching-up client that has every frame through `have` joins the
+    /// live fan-out if the ring can take it from there; it gets the ring's frames after
+    /// `have` (filtered by its topics). `Err` gives the subscriber back: not yet.
+    pub(super) fn join(
+        &self,
+        subscriber: Subscriber,
+        have: u64,
+    ) -> Result<Vec<Arc<Frame>>, Subscriber> {
+        let mut state = self.inner.state.lock();
+        let id = EventId {
+            epoch: self.inner.epoch,
+            seq: have,
+        };
+        match state.ring.locate(id, self.inner.epoch, state.next_seq) {
+            ResumePoint::After(seq) => {
+                let mut replay = state.ring.range_after(seq);
+                let patterns = subscriber.patterns.clone();
+                state.subscribers.push(subscriber);
+                drop(state);
+                replay.retain(|f| f.to_all || frame::matches(&patterns, &f.topics));
+                Ok(replay)
+            }
+            ResumePoint::Unplaceable(_) => Err(subscriber),
+        }
+    }
+
+    /// Cluster mode: a catching-up client joins the live fan-out as it is now, without
+    /// replay (after a `reset`).
+    pub(super) fn join_live(&self, subscriber: Subscriber) {
+        self.inner.state.lock().subscribers.push(subscriber);
+    }
+
+    /// A frame read back from the cluster's stream, or a loss: record and fan out.
+    pub(super) fn publish_stored(&self, frame: Arc<Frame>) -> u64 {
+        self.publish(frame)
     }
 
     fn take_user_slot(&self, user: &str) -> Result<UserSlot, SubscribeError> {

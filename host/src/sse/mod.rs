@@ -7,6 +7,7 @@
 //! * [`stream`]: one client's response body: replay, live frames (coalesced), heartbeats.
 //! * [`handler`]: the route: auth, topic checks, connection cap, resume.
 
+pub mod catch_up;
 pub mod frame;
 pub mod handler;
 pub mod hub;

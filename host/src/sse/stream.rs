@@ -8,15 +8,18 @@
 //! Dropping the body (client gone) drops the subscription guard: the client is
 //! unsubscribed and its heartbeat timer stops with it. Replayed frames are released as
 //! they are written: a resumed client never pins frames the ring has since evicted.
+//! Cluster mode: a client resuming from outside the ring first catches up from the
+//! cluster's stream ([`super::catch_up`]), then replays from the ring and goes live.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::Stream;
+use futures_util::{FutureExt, Stream};
 use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
 
+use super::catch_up::{CatchUp, Step};
 use super::frame::Frame;
 use super::hub::{StreamSettings, Subscription, heartbeat};
 
@@ -30,6 +33,7 @@ struct ClientStream {
     prelude: Option<Bytes>,
     replay: VecDeque<Arc<Frame>>,
     sub: Subscription,
+    catch_up: Option<CatchUp>,
     heartbeat: Interval,
     done: bool,
 }
@@ -49,6 +53,7 @@ pub fn client_stream(
     let state = ClientStream {
         prelude: Some(prelude.freeze()),
         replay: std::mem::take(&mut sub.replay).into(),
+        catch_up: sub.catch_up.take(),
         sub,
         heartbeat,
         done: false,
@@ -68,6 +73,28 @@ impl ClientStream {
         }
         if self.done || *self.sub.shutdown.borrow() {
             return None;
+        }
+        while let Some(catch_up) = self.catch_up.as_mut() {
+            if *self.sub.shutdown.borrow() {
+                self.done = true;
+                return Some(Bytes::from_static(SHUTDOWN));
+            }
+            match catch_up.step().await {
+                Step::Chunk(bytes) => return Some(bytes),
+                Step::Joined(replay) => {
+                    self.catch_up = None;
+                    self.replay = replay.into();
+                    if !self.replay.is_empty() {
+                        return Some(self.drain_replay());
+                    }
+                }
+                Step::Idle => {
+                    if self.heartbeat.tick().now_or_never().is_some() {
+                        return Some(Bytes::from_static(HEARTBEAT));
+                    }
+                }
+                Step::End => return None,
+            }
         }
         tokio::select! {
             biased;

@@ -1,0 +1,164 @@
+//! The link holder's publisher: each upstream event routed once, stored once.
+//!
+//! Why here and not in the SSE hub: in cluster mode the routing decision must be made once
+//! for the whole cluster, by the one host that reads the upstream, and every host must
+//! serve the same frames with the same ids. So the holder routes each bus event through
+//! its router slot (the same batched hop as the single-host hub), builds the frame body
+//! without its id ([`crate::sse::frame::stored_body`]) and publishes it to the stream;
+//! every host, the holder included, serves SSE from the stream.
+//!
+//! Publishes of a batch are pipelined (sent in order, then their acks awaited in order), so
+//! the stream's order is the upstream's order. A frame the stream does not acknowledge
+//! ends the publisher: the holder then steps away from the link rather than route events
+//! it could not store. After each acknowledged batch the upstream position goes into the
+//! lease (observability; the stream's last frame is what a new holder resumes from).
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+use super::lease::ResumePoint;
+use super::stream::{FrameStream, RoutedFrame};
+use crate::bus::{BusEvent, RecvError, Subscription};
+use crate::event_meta::policy_event;
+use crate::policy::{Policies, RouteDecision};
+use crate::sse::frame::{self, stored_body, stored_loss_body};
+
+/// Most events routed per hop.
+const ROUTE_BATCH: usize = 256;
+
+/// Why the publisher stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Stopped {
+    #[error("the host fell behind its upstream link and lost events")]
+    Lagged,
+    #[error("the bus closed")]
+    Closed,
+    #[error("the cluster stream did not store a frame: {0}")]
+    Publish(anyhow::Error),
+}
+
+/// Routes and publishes every event of `sub` until an error.
+pub async fn run(
+    mut sub: Subscription,
+    policies: Arc<Policies>,
+    stream: FrameStream,
+    set_resume: impl Fn(ResumePoint),
+) -> Stopped {
+    loop {
+        let first = match sub.recv().await {
+            Ok(event) => event,
+            Err(RecvError::Lagged) => return Stopped::Lagged,
+            Err(RecvError::Closed) => return Stopped::Closed,
+        };
+        let mut batch = vec![first];
+        while batch.len() < ROUTE_BATCH {
+            match sub.try_recv() {
+                Ok(Some(event)) => batch.push(event),
+                _ => break,
+            }
+        }
+        let frames = route(&policies, &batch).await;
+        if let Err(e) = publish_all(&stream, &frames).await {
+            return Stopped::Publish(e);
+        }
+        if let Some(last) = batch.last() {
+            set_resume(ResumePoint {
+                session: last.session_id.to_string(),
+                seq: last.seq,
+            });
+        }
+    }
+}
+
+/// The routed frames of `batch`, in order (a loss `reset` before an event that follows a
+/// loss; nothing for a dropped event).
+async fn route(policies: &Arc<Policies>, batch: &[Arc<BusEvent>]) -> Vec<RoutedFrame> {
+    let events = Arc::new(batch.iter().map(|e| policy_event(e)).collect::<Vec<_>>());
+    let mut frames = Vec::with_capacity(batch.len());
+    let mut from = 0;
+    while from < batch.len() {
+        let verdicts = policies.route_events(events.clone(), from).await;
+        if verdicts.is_empty() {
+            break;
+        }
+        for verdict in verdicts {
+            let (event, meta) = (&batch[from], &events[from].meta);
+            let received_ms = received_ms(event);
+            if let Some(why) = event.loss_before {
+                frames.push(RoutedFrame {
+                    upstream: ResumePoint {
+                        session: event.session_id.to_string(),
+                        seq: event.seq.saturating_sub(1),
+                    },
+                    topics: Vec::new(),
+                    to_all: true,
+                    body: stored_loss_body(
+                        frame::CAUSE_UPSTREAM_LOSS,
+                        &format!("events were lost upstream: {why}"),
+                    ),
+                    received_ms,
+                    loss: true,
+                });
+            }
+            if let RouteDecision::Deliver { topics, payload } = verdict.value {
+                let replacement = payload.as_deref().and_then(|p| parse_payload(p, event));
+                tracing::debug!(event = "event.routed", trace_id = %event.trace_id, topics = ?topics, "event routed for the cluster");
+                frames.push(RoutedFrame {
+                    upstream: ResumePoint {
+                        session: event.session_id.to_string(),
+                        seq: event.seq,
+                    },
+                    topics,
+                    to_all: false,
+                    body: stored_body(event, meta, replacement.as_deref()),
+                    received_ms,
+                    loss: false,
+                });
+            } else {
+                tracing::debug!(event = "event.dropped", trace_id = %event.trace_id, "event dropped by the router");
+            }
+            from += 1;
+        }
+    }
+    frames
+}
+
+/// Publishes `frames` pipelined: all sent in order, then every ack awaited in order.
+async fn publish_all(stream: &FrameStream, frames: &[RoutedFrame]) -> anyhow::Result<()> {
+    let mut acks = Vec::with_capacity(frames.len());
+    for frame in frames {
+        acks.push(stream.send(frame).await?);
+    }
+    let mut duplicates = 0u64;
+    for ack in acks {
+        if ack.await?.duplicate {
+            duplicates += 1;
+        }
+    }
+    metrics::counter!("gateway_cluster_frames_published_total").increment(frames.len() as u64);
+    if duplicates > 0 {
+        metrics::counter!("gateway_cluster_frames_duplicate_total").increment(duplicates);
+        tracing::info!(
+            duplicates,
+            "frames already in the stream were not stored again (a resume after a failover)"
+        );
+    }
+    Ok(())
+}
+
+/// When the host read `event`, in ms since the Unix epoch.
+fn received_ms(event: &BusEvent) -> u64 {
+    let age = event.received_at.elapsed().as_millis() as u64;
+    crate::policy::version::unix_ms().saturating_sub(age)
+}
+
+fn parse_payload(payload: &str, event: &BusEvent) -> Option<Box<RawValue>> {
+    match RawValue::from_string(payload.to_string()) {
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            tracing::warn!(trace_id = %event.trace_id, error = %e, "router returned a payload that is not JSON; sending the original");
+            None
+        }
+    }
+}

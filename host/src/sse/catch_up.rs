@@ -1,0 +1,231 @@
+//! Cluster mode: the hub's feed from the cluster's stream, and clients catching up from it.
+//!
+//! Why a catch-up phase: in cluster mode the replay ring is only a cache of the stream. A
+//! client may resume with an id older than this host's ring (it was away, or this host
+//! just started), or with an id this host has not read yet (it was on a host further
+//! ahead). Such a client first reads the stream itself, with its own ordered consumer,
+//! from the frame after its id, and joins the live fan-out as soon as the ring holds the
+//! frame after the last one it wrote ([`super::hub::StreamHub::join`], under the hub lock,
+//! so there is no gap and no duplicate at the seam). It is not in the fan-out while it
+//! catches up, so a long replay never overflows its live queue.
+//!
+//! Frames discarded by the stream's limits come out as a `reset` (cause `stream_limits`)
+//! whose id is the last discarded sequence: resuming from it continues at the first
+//! retained frame. An id beyond the stream's end was never issued: `reset`
+//! (`unplaceable_id`), then live frames.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::frame::{self, CLUSTER_EPOCH, EventId, Frame};
+use super::hub::{StreamHub, Subscriber};
+use crate::cluster::stream::{FrameStream, ReadError, ReadItem, StartAt, StreamFrame};
+
+/// How long one catch-up read waits before the client tries to join again.
+const CATCH_UP_POLL: Duration = Duration::from_millis(100);
+/// Back-off of the hub's feed after its reader failed.
+const FEED_RETRY: Duration = Duration::from_millis(250);
+
+/// `cause` of a reset for frames the stream's limits discarded.
+pub const CAUSE_STREAM_LIMITS: &str = "stream_limits";
+
+/// What one catch-up step produced.
+pub enum Step {
+    /// Bytes to write (a frame, or a reset).
+    Chunk(Bytes),
+    /// Joined the live fan-out; write these ring frames, then live ones.
+    Joined(Vec<Arc<Frame>>),
+    /// Nothing yet.
+    Idle,
+    /// The stream cannot be read: end the response (the client resumes elsewhere or later).
+    End,
+}
+
+/// A client reading the stream until it can join the hub.
+pub struct CatchUp {
+    hub: StreamHub,
+    stream: FrameStream,
+    /// The client has every frame through this sequence.
+    have: u64,
+    subscriber: Option<Subscriber>,
+    reader: Option<crate::cluster::stream::FrameReader>,
+    last_event_id: String,
+}
+
+impl CatchUp {
+    pub(super) fn new(
+        hub: StreamHub,
+        stream: FrameStream,
+        have: u64,
+        subscriber: Subscriber,
+        last_event_id: &str,
+    ) -> CatchUp {
+        CatchUp {
+            hub,
+            stream,
+            have,
+            subscriber: Some(subscriber),
+            reader: None,
+            last_event_id: last_event_id.to_string(),
+        }
+    }
+
+    /// One step: join if the ring allows, else read the next frame from the stream.
+    pub async fn step(&mut self) -> Step {
+        let Some(subscriber) = self.subscriber.take() else {
+            // Joined live already (after an unplaceable id's reset).
+            return Step::Joined(Vec::new());
+        };
+        match self.hub.join(subscriber, self.have) {
+            Ok(replay) => return Step::Joined(replay),
+            Err(subscriber) => self.subscriber = Some(subscriber),
+        }
+        if self.reader.is_none() {
+            match self.stream.read(StartAt::Sequence(self.have + 1)).await {
+                Ok(reader) => self.reader = Some(reader),
+                Err(ReadError::Ahead { last, .. }) => return self.unplaceable(last),
+                Err(ReadError::Zero) => return self.unplaceable(0),
+                Err(ReadError::Nats(e)) => {
+                    tracing::warn!(error = %e, "a resuming client cannot read the cluster stream; ending its response");
+                    return Step::End;
+                }
+            }
+        }
+        let Some(reader) = self.reader.as_mut() else {
+            return Step::End;
+        };
+        match reader.next_within(CATCH_UP_POLL).await {
+            Ok(None) => Step::Idle,
+            Ok(Some(ReadItem::Frame(f))) => {
+                self.have = f.seq;
+                let wanted = self
+                    .subscriber
+                    .as_ref()
+                    .is_some_and(|s| f.to_all || frame::matches(s.patterns(), &f.topics));
+                if wanted {
+                    Step::Chunk(stored_frame(f).bytes.clone())
+                } else {
+                    Step::Idle
+                }
+            }
+            Ok(Some(ReadItem::Gap { next_available, .. })) => {
+                self.have = next_available.saturating_sub(1);
+                metrics::counter!("gateway_sse_resets_total", "cause" => CAUSE_STREAM_LIMITS)
+                    .increment(1);
+                Step::Chunk(stream_limits_reset(self.have).bytes.clone())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a resuming client's stream reader failed; ending its response");
+                Step::End
+            }
+        }
+    }
+
+    /// The id is beyond the stream's end: say so and go live.
+    fn unplaceable(&mut self, last: u64) -> Step {
+        metrics::counter!("gateway_sse_resets_total", "cause" => frame::CAUSE_UNPLACEABLE)
+            .increment(1);
+        if let Some(subscriber) = self.subscriber.take() {
+            self.hub.join_live(subscriber);
+        }
+        let reset = frame::reset_frame(
+            &self.last_event_id,
+            "the id is ahead of the newest event of the cluster's stream",
+            (last > 0).then_some(EventId {
+                epoch: CLUSTER_EPOCH,
+                seq: last,
+            }),
+        );
+        Step::Chunk(reset)
+    }
+}
+
+/// The `reset` standing for frames the stream discarded, with the last discarded sequence
+/// as its id.
+fn stream_limits_reset(last_discarded: u64) -> Frame {
+    Frame::loss(
+        EventId {
+            epoch: CLUSTER_EPOCH,
+            seq: last_discarded,
+        },
+        CAUSE_STREAM_LIMITS,
+        "events older than the cluster stream's retention are gone",
+    )
+}
+
+/// A stream frame as the hub serves it. Its latency clock starts when the link holder
+/// read the upstream event (same-machine clocks; unknown → now).
+fn stored_frame(f: StreamFrame) -> Frame {
+    let received_at = match f.received_ms {
+        0 => Instant::now(),
+        ms => {
+            let age = crate::policy::version::unix_ms().saturating_sub(ms);
+            Instant::now()
+                .checked_sub(Duration::from_millis(age))
+                .unwrap_or_else(Instant::now)
+        }
+    };
+    Frame::from_stored(f.seq, f.topics, f.to_all, &f.body, received_at)
+}
+
+/// The hub's feed in cluster mode: every frame of the stream, in order, from the next one
+/// published. A reader failure is retried from the frame after the last one taken; frames
+/// the stream discarded meanwhile become one `reset`.
+pub async fn feed_from_stream(hub: StreamHub, stream: FrameStream) {
+    let mut start = StartAt::New;
+    loop {
+        let mut reader = match stream.read(start).await {
+            Ok(reader) => reader,
+            Err(ReadError::Ahead { requested, last }) => {
+                tracing::error!(
+                    requested,
+                    last,
+                    "the cluster stream is behind this host (was it re-created?); reading new frames"
+                );
+                start = StartAt::New;
+                continue;
+            }
+            Err(e) => {
+                hub.set_stream_ok(false);
+                tracing::warn!(error = %e, "cannot read the cluster stream; retrying");
+                tokio::time::sleep(FEED_RETRY).await;
+                continue;
+            }
+        };
+        hub.set_stream_ok(true);
+        loop {
+            match reader.next().await {
+                Some(Ok(ReadItem::Frame(f))) => {
+                    start = StartAt::Sequence(f.seq + 1);
+                    hub.publish_stored(Arc::new(stored_frame(f)));
+                }
+                Some(Ok(ReadItem::Gap {
+                    expected,
+                    next_available,
+                })) => {
+                    tracing::warn!(
+                        expected,
+                        next_available,
+                        "this host fell behind the cluster stream's retention; clients get a reset"
+                    );
+                    metrics::counter!("gateway_sse_resets_total", "cause" => CAUSE_STREAM_LIMITS)
+                        .increment(1);
+                    hub.publish_stored(Arc::new(stream_limits_reset(next_available - 1)));
+                    start = StartAt::Sequence(next_available);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "the cluster stream reader failed; reopening");
+                    break;
+                }
+                None => {
+                    tracing::warn!("the cluster stream reader ended; reopening");
+                    break;
+                }
+            }
+        }
+        hub.set_stream_ok(false);
+        tokio::time::sleep(FEED_RETRY).await;
+    }
+}

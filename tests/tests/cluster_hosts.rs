@@ -1,0 +1,220 @@
+//! Cluster mode end to end, hosts in this process (issue 12): three hosts share one
+//! upstream link through a private `nats-server -js`; every host serves SSE from the
+//! cluster's stream with the stream sequence as the event id, so a client resumes against
+//! any host.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use gateway_tests::cluster::{ClusterHost, wait_one_holder};
+use gateway_tests::nats::NatsServer;
+use gateway_tests::sse_client::{SseItem, SseResponse, get};
+use gateway_tests::{start_sim, wait_until};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(15);
+
+async fn open(h: &ClusterHost, last_event_id: Option<&str>) -> anyhow::Result<SseResponse> {
+    let auth = h.bearer("100000000000000001", &["*"]);
+    let mut headers = vec![("Authorization", auth.as_str())];
+    if let Some(id) = last_event_id {
+        headers.push(("Last-Event-ID", id));
+    }
+    let r = get(&h.addr, "/api/stream", &headers).await?;
+    anyhow::ensure!(r.status == 200, "stream refused: {}", r.status);
+    Ok(r)
+}
+
+/// `(id, event name, data)` of the next `n` events.
+async fn read(r: &mut SseResponse, n: usize) -> anyhow::Result<Vec<(String, String, Value)>> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        match r.next_event(T).await? {
+            Some((Some(id), name, data)) => out.push((id, name, data)),
+            Some((None, name, data)) => anyhow::bail!("an event without id: {name} {data}"),
+            None => anyhow::bail!("the stream ended after {} events", out.len()),
+        }
+    }
+    Ok(out)
+}
+
+fn ids(events: &[(String, String, Value)]) -> Vec<u64> {
+    events
+        .iter()
+        .map(|(id, _, _)| id.parse().expect("cluster ids are stream sequences"))
+        .collect()
+}
+
+fn upstream_seqs(events: &[(String, String, Value)]) -> Vec<u64> {
+    events
+        .iter()
+        .map(|(_, _, d)| d["upstreamSeq"].as_u64().expect("upstreamSeq"))
+        .collect()
+}
+
+async fn three_hosts(
+    nats: &NatsServer,
+    sim: &gateway_sim::SimHandle,
+    tweak: impl Fn(&mut gateway_host::config::Config),
+) -> anyhow::Result<Vec<ClusterHost>> {
+    let mut hosts = Vec::new();
+    for id in ["host-a", "host-b", "host-c"] {
+        let h = ClusterHost::start(&nats.url(), sim, id, &tweak).await?;
+        h.wait_reading().await?;
+        hosts.push(h);
+    }
+    Ok(hosts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hosts_one_link_every_client_gets_every_event_once_in_the_same_order_with_the_same_ids()
+-> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let sim = start_sim().await?;
+    let hosts = three_hosts(&nats, &sim, |_| {}).await?;
+    let refs: Vec<&ClusterHost> = hosts.iter().collect();
+    wait_one_holder(&refs).await?;
+    wait_until(T, "the holder's link to connect", || {
+        sim.control().live_links() == 1
+    })
+    .await?;
+    let mut clients = Vec::new();
+    for h in &hosts {
+        clients.push(open(h, None).await?);
+    }
+    let n = 300;
+    sim.control().emit(n);
+    let mut seen = Vec::new();
+    for c in &mut clients {
+        seen.push(read(c, n).await?);
+    }
+    let first = &seen[0];
+    let first_ids = ids(first);
+    assert!(
+        first_ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "ids are consecutive stream sequences: {first_ids:?}"
+    );
+    assert_eq!(
+        upstream_seqs(first),
+        (1..=n as u64).collect::<Vec<_>>(),
+        "every upstream event once, in order"
+    );
+    for (i, other) in seen.iter().enumerate().skip(1) {
+        assert_eq!(ids(other), first_ids, "host {i} ids");
+        assert_eq!(upstream_seqs(other), upstream_seqs(first), "host {i} order");
+        for ((_, name_a, a), (id, name_b, b)) in first.iter().zip(other) {
+            assert_eq!(name_a, name_b);
+            assert_eq!(a, b, "the same frame on every host");
+            assert_eq!(
+                b["id"].as_str(),
+                Some(id.as_str()),
+                "the envelope id is the event id"
+            );
+        }
+    }
+    assert_eq!(
+        sim.control().links_accepted(),
+        1,
+        "one upstream link for the cluster"
+    );
+    assert_eq!(sim.control().live_links(), 1);
+    // Nothing more, nothing twice: no extra event follows on any host.
+    for c in &mut clients {
+        if let Ok(Some(SseItem::Event { id, event, .. })) = c.next(Duration::from_millis(300)).await
+        {
+            anyhow::bail!("an extra event {event} {id:?}")
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_on_another_host_from_the_stream_from_the_ring_and_from_ahead()
+-> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let sim = start_sim().await?;
+    // A small ring: resuming from older ids must go to the stream.
+    let hosts = three_hosts(&nats, &sim, |c| c.stream.replay_capacity = 20).await?;
+    let refs: Vec<&ClusterHost> = hosts.iter().collect();
+    wait_one_holder(&refs).await?;
+    let (a, b, c) = (&hosts[0], &hosts[1], &hosts[2]);
+    let mut on_a = open(a, None).await?;
+    sim.control().emit(100);
+    let first = read(&mut on_a, 100).await.context("reading on A")?;
+    drop(on_a);
+    let base = ids(&first)[99];
+    sim.control().emit(100);
+    wait_until(T, "host B to read 200 frames", || {
+        b.hub.last_id().map(|id| id.seq) == Some(base + 100)
+    })
+    .await?;
+
+    // Older than B's ring (it holds the last 20): caught up from the stream, then live.
+    let mut on_b = open(b, Some(&base.to_string())).await?;
+    let next = read(&mut on_b, 100).await.context("catching up on B")?;
+    assert_eq!(
+        ids(&next),
+        (base + 1..=base + 100).collect::<Vec<_>>(),
+        "no gap, no duplicate"
+    );
+    assert_eq!(upstream_seqs(&next), (101..=200).collect::<Vec<_>>());
+    sim.control().emit(5);
+    let live = read(&mut on_b, 5).await.context("live on B")?;
+    assert_eq!(upstream_seqs(&live), (201..=205).collect::<Vec<_>>());
+    assert_eq!(ids(&live), (base + 101..=base + 105).collect::<Vec<_>>());
+
+    // Inside C's ring.
+    wait_until(T, "host C to read 205 frames", || {
+        c.hub.last_id().map(|id| id.seq) == Some(base + 105)
+    })
+    .await?;
+    let mut on_c = open(c, Some(&(base + 95).to_string())).await?;
+    let tail = read(&mut on_c, 10).await.context("from C's ring")?;
+    assert_eq!(upstream_seqs(&tail), (196..=205).collect::<Vec<_>>());
+
+    // An id the stream never issued: a reset, then live events.
+    let mut ahead = open(c, Some(&(base + 10_000).to_string())).await?;
+    let (id, name, data) = ahead
+        .next_event(T)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("ended"))?;
+    assert_eq!(name, "reset", "{data}");
+    assert_eq!(id, None);
+    assert_eq!(data["cause"], "unplaceable_id");
+    sim.control().emit(1);
+    let after = read(&mut ahead, 1).await?;
+    assert_eq!(upstream_seqs(&after), vec![206]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_holder_stop_hands_the_link_over_and_resumes_the_upstream_session()
+-> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let sim = start_sim().await?;
+    let mut hosts = three_hosts(&nats, &sim, |_| {}).await?;
+    let refs: Vec<&ClusterHost> = hosts.iter().collect();
+    let holder = wait_one_holder(&refs).await?;
+    let watcher = (holder + 1) % 3;
+    let mut client = open(&hosts[watcher], None).await?;
+    sim.control().emit(50);
+    let before = read(&mut client, 50).await?;
+    let old = hosts.remove(holder);
+    old.stop().await?;
+    let refs: Vec<&ClusterHost> = hosts.iter().collect();
+    wait_one_holder(&refs).await?;
+    // Events emitted while nobody held the link are replayed by the upstream on resume.
+    sim.control().emit(50);
+    let after = read(&mut client, 50).await?;
+    let mut all = before.clone();
+    all.extend(after);
+    assert_eq!(upstream_seqs(&all), (1..=100).collect::<Vec<_>>());
+    let all_ids = ids(&all);
+    assert!(all_ids.windows(2).all(|w| w[1] == w[0] + 1), "{all_ids:?}");
+    assert!(
+        all.iter().all(|(_, name, _)| name != "reset"),
+        "the upstream session was resumed: no loss"
+    );
+    assert_eq!(sim.control().links_accepted(), 2);
+    Ok(())
+}
