@@ -54,17 +54,30 @@ impl Default for InternalEventsSettings {
 struct PublishState {
     bus: Bus,
     auth: Authenticator,
+    session: Arc<str>,
     seq: Arc<AtomicU64>,
 }
 
 /// The route (mount it only when enabled).
 pub fn router(bus: Bus, auth: Authenticator, settings: &InternalEventsSettings) -> Router {
+    router_with_session(bus, auth, settings, APP_SESSION)
+}
+
+/// [`router`] with app events numbered in `session` (cluster mode: one session per host
+/// process, so the cluster stream's de-duplication never confuses two hosts' events).
+pub fn router_with_session(
+    bus: Bus,
+    auth: Authenticator,
+    settings: &InternalEventsSettings,
+    session: &str,
+) -> Router {
     Router::new()
         .route("/api/internal/events", post(publish))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .with_state(PublishState {
             bus,
             auth,
+            session: session.into(),
             seq: Arc::new(AtomicU64::new(0)),
         })
 }
@@ -102,7 +115,7 @@ async fn publish(
         "app event published"
     );
     state.bus.publish(Arc::new(BusEvent {
-        session_id: APP_SESSION.into(),
+        session_id: state.session.clone(),
         seq,
         trace_id: trace_id.clone(),
         t: event.kind.clone(),

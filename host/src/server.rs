@@ -132,7 +132,13 @@ impl Host {
             Upstream::Link(c) => link::spawn(c, bus.clone()),
             Upstream::Discord(c) => crate::discord::spawn(c, bus.clone())?,
         };
-        Ok(base.assemble(config, bus, hub, link, None))
+        let parts = Parts {
+            legacy_bus: bus.clone(),
+            bus,
+            hub,
+            link,
+        };
+        Ok(base.assemble(config, parts, None))
     }
 
     /// [`Host::start`], or in cluster mode: connect to NATS, contend for the upstream
@@ -151,10 +157,36 @@ impl Host {
             base.policies.clone(),
         )
         .await?;
-        let hub = StreamHub::start_cluster(cluster.stream.clone(), base.stream.clone());
+        // App events: published to the stream by this host. The legacy voice bridge: fed
+        // from the stream, like SSE.
+        let (app_bus, legacy_bus) = (Bus::new(), Bus::new());
+        cluster.publish_app_events(&app_bus, base.policies.clone());
+        let hub = StreamHub::start_cluster(
+            cluster.stream.clone(),
+            base.stream.clone(),
+            config.legacy_ws.enabled.then(|| legacy_bus.clone()),
+        );
+        cluster.measure_lag(hub.clone());
         let link = link::detached();
-        Ok(base.assemble(config, Bus::new(), hub, link, Some(Arc::new(cluster))))
+        let parts = Parts {
+            bus: app_bus,
+            legacy_bus,
+            hub,
+            link,
+        };
+        Ok(base.assemble(config, parts, Some(Arc::new(cluster))))
     }
+}
+
+/// What differs between the modes.
+struct Parts {
+    /// Where app events go (single-host mode: the upstream's bus too).
+    bus: Bus,
+    /// What the legacy voice bridge reads.
+    legacy_bus: Bus,
+    hub: StreamHub,
+    /// What commands are handed to.
+    link: LinkHandle,
 }
 
 /// What every host has whatever its mode: auth, CORS, policies and their watcher, the
@@ -203,15 +235,18 @@ impl Base {
     fn assemble(
         self,
         config: &Config,
-        bus: Bus,
-        hub: StreamHub,
-        link: LinkHandle,
+        parts: Parts,
         cluster: Option<Arc<crate::cluster::runtime::ClusterRuntime>>,
     ) -> Host {
-        let legacy = config
-            .legacy_ws
-            .enabled
-            .then(|| LegacyBridge::start(&bus, self.policies.clone(), config.legacy_ws.clone()));
+        let Parts {
+            bus,
+            legacy_bus,
+            hub,
+            link,
+        } = parts;
+        let legacy = config.legacy_ws.enabled.then(|| {
+            LegacyBridge::start(&legacy_bus, self.policies.clone(), config.legacy_ws.clone())
+        });
         let commands = CommandPipeline::start(config.commands.clone(), link.clone());
         let series = crate::console::Series::start(link.clone(), hub.clone());
         Host {
@@ -313,7 +348,16 @@ pub fn public_router(host: &Host) -> Router {
         None => Router::new(),
     };
     let publishing = if host.internal_events.enabled {
-        crate::internal_events::router(host.bus.clone(), host.auth.clone(), &host.internal_events)
+        let session = match &host.cluster {
+            Some(cluster) => cluster.app_session.as_str(),
+            None => crate::internal_events::APP_SESSION,
+        };
+        crate::internal_events::router_with_session(
+            host.bus.clone(),
+            host.auth.clone(),
+            &host.internal_events,
+            session,
+        )
     } else {
         Router::new()
     };

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod cluster_process;
 pub mod commands;
 pub mod discord;
 pub mod foreign;

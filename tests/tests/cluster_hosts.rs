@@ -218,3 +218,75 @@ async fn a_graceful_holder_stop_hands_the_link_over_and_resumes_the_upstream_ses
     assert_eq!(sim.control().links_accepted(), 2);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_event_posted_on_one_host_reaches_sse_and_legacy_clients_on_the_others()
+-> anyhow::Result<()> {
+    use gateway_host::policy::{SlotKind, SlotSettings};
+    use gateway_tests::commands::Request;
+    use gateway_tests::legacy_ws::{Auth, connect};
+    const GUILD: &str = "300000000000000001";
+    let nats = NatsServer::start()?;
+    let sim = start_sim().await?;
+    let hosts = three_hosts(&nats, &sim, |c| {
+        c.internal_events.enabled = true;
+        c.legacy_ws.enabled = true;
+        let mut voice = SlotSettings::defaults(SlotKind::VoiceFilter);
+        voice.config = vec![(
+            "events".into(),
+            "VOICE_STATE_UPDATE,APP_VOICE_NOTICE".into(),
+        )];
+        c.policy.slots.insert(SlotKind::VoiceFilter, voice);
+    })
+    .await?;
+    let refs: Vec<&ClusterHost> = hosts.iter().collect();
+    let holder = wait_one_holder(&refs).await?;
+    // Posted on a host that does not hold the link; watched on the other two.
+    let (poster, sse_host, legacy_host) = ((holder + 1) % 3, holder, (holder + 2) % 3);
+    let mut sse = open(&hosts[sse_host], None).await?;
+    let viewer = hosts[legacy_host]
+        .bearer("100000000000000001", &["*"])
+        .trim_start_matches("Bearer ")
+        .to_string();
+    let (mut legacy, _) = connect(&hosts[legacy_host].addr, Auth::Header(&viewer)).await?;
+    legacy.join(GUILD).await?;
+    let publisher = hosts[poster].auth.mint_with_publish(
+        "200000000000000001",
+        vec![format!("guild:{GUILD}")],
+        vec![],
+        vec!["APP_*".into()],
+        Duration::from_secs(600),
+    )?;
+    let data = serde_json::json!({"guild_id": GUILD, "note": "mic check"});
+    let body = serde_json::json!({"type": "APP_VOICE_NOTICE", "data": data}).to_string();
+    let reply = Request::post("/api/internal/events", body)
+        .header("Content-Type", "application/json")
+        .bearer(&publisher)
+        .send(hosts[poster].addr.parse()?)
+        .await?;
+    assert_eq!(reply.status, 202);
+    let trace_id = reply.json()?["traceId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    let (id, name, envelope) = sse
+        .next_event(T)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("ended"))?;
+    assert_eq!(name, "APP_VOICE_NOTICE");
+    assert_eq!(envelope["traceId"], trace_id.as_str());
+    assert_eq!(envelope["data"], data);
+    let id = id.unwrap_or_default();
+    assert!(id.parse::<u64>().is_ok(), "a stream sequence: {id}");
+    assert_eq!(envelope["id"], id.as_str());
+    let frame = legacy.next(T).await?;
+    assert_eq!(frame["type"], "APP_VOICE_NOTICE");
+    assert_eq!(frame["traceId"], trace_id.as_str());
+    assert_eq!(frame["data"], data);
+    // Upstream events follow on the same stream, in order.
+    sim.control().emit(3);
+    let next = read(&mut sse, 3).await?;
+    assert_eq!(upstream_seqs(&next), vec![1, 2, 3]);
+    Ok(())
+}

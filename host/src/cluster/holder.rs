@@ -153,8 +153,13 @@ impl Term {
         tracing::info!(resume = ?position, "this host holds the upstream link");
         metrics::gauge!(METRIC_LINK_HELD).set(1.0);
         self.held.send_replace(Some(link.clone()));
-        let publisher =
-            super::publisher::run(sub, self.policies.clone(), self.stream.clone(), set_resume);
+        let publisher = super::publisher::run(
+            sub,
+            self.policies.clone(),
+            self.stream.clone(),
+            set_resume,
+            true,
+        );
         let ended = tokio::select! {
             _ = leader.wait_for(|l| !*l) => {
                 tracing::warn!("lost the link-holder lease: closing the upstream link");

@@ -39,11 +39,14 @@ pub enum Stopped {
 }
 
 /// Routes and publishes every event of `sub` until an error.
+/// `resumable`: the events come from the upstream link (their positions are where a new
+/// holder resumes); false for app events, which any host publishes.
 pub async fn run(
     mut sub: Subscription,
     policies: Arc<Policies>,
     stream: FrameStream,
     set_resume: impl Fn(ResumePoint),
+    resumable: bool,
 ) -> Stopped {
     loop {
         let first = match sub.recv().await {
@@ -58,11 +61,11 @@ pub async fn run(
                 _ => break,
             }
         }
-        let frames = route(&policies, &batch).await;
+        let frames = route(&policies, &batch, resumable).await;
         if let Err(e) = publish_all(&stream, &frames).await {
             return Stopped::Publish(e);
         }
-        if let Some(last) = batch.last() {
+        if let Some(last) = batch.last().filter(|_| resumable) {
             set_resume(ResumePoint {
                 session: last.session_id.to_string(),
                 seq: last.seq,
@@ -73,7 +76,11 @@ pub async fn run(
 
 /// The routed frames of `batch`, in order (a loss `reset` before an event that follows a
 /// loss; nothing for a dropped event).
-async fn route(policies: &Arc<Policies>, batch: &[Arc<BusEvent>]) -> Vec<RoutedFrame> {
+async fn route(
+    policies: &Arc<Policies>,
+    batch: &[Arc<BusEvent>],
+    resumable: bool,
+) -> Vec<RoutedFrame> {
     let events = Arc::new(batch.iter().map(|e| policy_event(e)).collect::<Vec<_>>());
     let mut frames = Vec::with_capacity(batch.len());
     let mut from = 0;
@@ -99,6 +106,7 @@ async fn route(policies: &Arc<Policies>, batch: &[Arc<BusEvent>]) -> Vec<RoutedF
                     ),
                     received_ms,
                     loss: true,
+                    resumable,
                 });
             }
             if let RouteDecision::Deliver { topics, payload } = verdict.value {
@@ -114,6 +122,7 @@ async fn route(policies: &Arc<Policies>, batch: &[Arc<BusEvent>]) -> Vec<RoutedF
                     body: stored_body(event, meta, replacement.as_deref()),
                     received_ms,
                     loss: false,
+                    resumable,
                 });
             } else {
                 tracing::debug!(event = "event.dropped", trace_id = %event.trace_id, "event dropped by the router");

@@ -14,8 +14,15 @@ use super::holder::{self, LinkHolder};
 use super::lease::{self, LeaseHandle};
 use super::stream::FrameStream;
 use super::{Nats, connect};
+use crate::bus::Bus;
 use crate::policy::Policies;
 use crate::server::Upstream;
+
+/// Bus queue of the app-event publisher.
+const APP_BUS_CAPACITY: usize = 65_536;
+
+/// Metric: frames in the stream this host has not served yet.
+pub const METRIC_STREAM_LAG: &str = "gateway_cluster_stream_lag";
 
 /// The running cluster parts of one host.
 pub struct ClusterRuntime {
@@ -23,7 +30,11 @@ pub struct ClusterRuntime {
     pub settings: ClusterSettings,
     pub stream: FrameStream,
     pub holder: LinkHolder,
+    /// The session app events (`POST /api/internal/events`) of this process are numbered
+    /// in: unique per process, so two hosts' app events never de-duplicate each other.
+    pub app_session: String,
     lease: Mutex<Option<LeaseHandle>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl ClusterRuntime {
@@ -46,13 +57,45 @@ impl ClusterRuntime {
             policies,
         );
         tracing::info!(host_id = %settings.holder_id, stream = %settings.stream_name, "cluster mode: connected to NATS");
+        let app_session = format!("app-{}-{:08x}", settings.holder_id, rand::random::<u32>());
         Ok(ClusterRuntime {
             nats,
             settings,
             stream,
             holder,
+            app_session,
             lease: Mutex::new(Some(lease)),
+            tasks: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Routes and publishes the app events this host accepts (from `bus`) to the stream.
+    /// Any host publishes its own app events; they carry no upstream position.
+    pub fn publish_app_events(&self, bus: &Bus, policies: Arc<Policies>) {
+        let sub = bus.subscribe(APP_BUS_CAPACITY);
+        let stream = self.stream.clone();
+        let task = tokio::spawn(async move {
+            let stopped = super::publisher::run(sub, policies, stream, |_| {}, false).await;
+            tracing::error!(error = %stopped, "app events are no longer published to the cluster stream");
+        });
+        self.tasks.lock().push(task);
+    }
+
+    /// Keeps `gateway_cluster_stream_lag` (frames in the stream this host has not served
+    /// yet) up to date, once a second.
+    pub fn measure_lag(&self, hub: crate::sse::StreamHub) {
+        let stream = self.stream.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Ok((_, last)) = stream.bounds().await {
+                    let served = hub.last_id().map(|id| id.seq).unwrap_or(0);
+                    metrics::gauge!(METRIC_STREAM_LAG).set(last.saturating_sub(served) as f64);
+                }
+            }
+        });
+        self.tasks.lock().push(task);
     }
 
     /// This host's id in the cluster.
@@ -67,6 +110,9 @@ impl ClusterRuntime {
 
     /// Graceful exit: stop publishing and close the link, then release the lease.
     pub async fn shutdown(&self) {
+        for task in self.tasks.lock().drain(..) {
+            task.abort();
+        }
         self.holder.shutdown().await;
         let lease = self.lease.lock().take();
         if let Some(lease) = lease {

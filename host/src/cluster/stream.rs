@@ -57,6 +57,9 @@ pub struct RoutedFrame {
     /// A `reset` announcing a loss before the event *after* `upstream` (its
     /// de-duplication id gets a `:loss` suffix, so it never collides with an event's).
     pub loss: bool,
+    /// `upstream` is a position of the upstream link (a new holder may resume from it);
+    /// false for app events (`POST /api/internal/events`), published by any host.
+    pub resumable: bool,
 }
 
 /// A frame read back from the stream.
@@ -181,8 +184,10 @@ impl FrameStream {
         if frame.to_all {
             headers.insert(HEADER_TO_ALL, "1");
         }
-        headers.insert(HEADER_SESSION, frame.upstream.session.as_str());
-        headers.insert(HEADER_SEQ, frame.upstream.seq.to_string().as_str());
+        if frame.resumable {
+            headers.insert(HEADER_SESSION, frame.upstream.session.as_str());
+            headers.insert(HEADER_SEQ, frame.upstream.seq.to_string().as_str());
+        }
         if frame.received_ms > 0 {
             headers.insert(HEADER_RECEIVED_MS, frame.received_ms.to_string().as_str());
         }
@@ -216,19 +221,40 @@ impl FrameStream {
         Ok((info.state.first_sequence, info.state.last_sequence))
     }
 
-    /// The stream's last frame: its sequence and upstream position, `None` when empty.
-    /// This is where a new link holder resumes the upstream.
+    /// The upstream position of the stream's newest frame that has one (app events have
+    /// none), looking back at most [`POSITION_LOOKBACK`] frames; `None` when the stream
+    /// is empty or holds no upstream position that recent. This is where a new link
+    /// holder resumes the upstream. Returns the frame's sequence too.
     pub async fn last_position(&self) -> anyhow::Result<Option<(u64, Option<ResumePoint>)>> {
         let (first, last) = self.bounds().await?;
         if last == 0 || first > last {
             return Ok(None);
         }
-        let message = self
-            .stream
-            .get_raw_message(last)
-            .await
-            .with_context(|| format!("reading stream sequence {last}"))?;
-        Ok(Some((last, upstream_of(&message.headers))))
+        let stop = last.saturating_sub(POSITION_LOOKBACK).max(first);
+        let mut seq = last;
+        while seq >= stop {
+            match self.stream.get_raw_message(seq).await {
+                Ok(message) => {
+                    if let Some(point) = upstream_of(&message.headers) {
+                        return Ok(Some((seq, Some(point))));
+                    }
+                }
+                // Deleted or discarded meanwhile: look further back.
+                Err(e) if seq > first => {
+                    tracing::debug!(seq, error = %e, "no frame at this sequence")
+                }
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::from(e).context(format!("reading stream sequence {seq}"))
+                    );
+                }
+            }
+            if seq == 0 {
+                break;
+            }
+            seq -= 1;
+        }
+        Ok(Some((last, None)))
     }
 
     /// Starts a reader at `start`.
@@ -329,6 +355,9 @@ impl FrameReader {
         }
     }
 }
+
+/// How far back [`FrameStream::last_position`] looks for a frame with an upstream position.
+pub const POSITION_LOOKBACK: u64 = 10_000;
 
 /// `Nats-Msg-Id` of an upstream event.
 pub fn message_id(upstream: &ResumePoint) -> String {

@@ -18,9 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::frame::{self, CLUSTER_EPOCH, EventId, Frame};
 use super::hub::{StreamHub, Subscriber};
+use crate::bus::{Bus, BusEvent};
 use crate::cluster::stream::{FrameStream, ReadError, ReadItem, StartAt, StreamFrame};
 
 /// How long one catch-up read waits before the client tries to join again.
@@ -170,10 +173,41 @@ fn stored_frame(f: StreamFrame) -> Frame {
     Frame::from_stored(f.seq, f.topics, f.to_all, &f.body, received_at)
 }
 
+/// The stored envelope's fields a bus event needs.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredEnvelope {
+    #[serde(rename = "type")]
+    kind: String,
+    trace_id: String,
+    timestamp: u64,
+    upstream_session: String,
+    upstream_seq: u64,
+    data: Box<RawValue>,
+}
+
+/// The bus event behind a stored frame (its routed payload); `None` for a `reset`.
+fn bus_event_of(f: &StreamFrame) -> Option<BusEvent> {
+    let text = std::str::from_utf8(&f.body).ok()?;
+    let data = text.lines().find_map(|l| l.strip_prefix("data: "))?;
+    let envelope: StoredEnvelope = serde_json::from_str(data).ok()?;
+    Some(BusEvent {
+        session_id: envelope.upstream_session.into(),
+        seq: envelope.upstream_seq,
+        trace_id: envelope.trace_id,
+        t: envelope.kind,
+        ts: envelope.timestamp,
+        d: envelope.data,
+        received_at: Instant::now(),
+        loss_before: None,
+    })
+}
+
 /// The hub's feed in cluster mode: every frame of the stream, in order, from the next one
 /// published. A reader failure is retried from the frame after the last one taken; frames
-/// the stream discarded meanwhile become one `reset`.
-pub async fn feed_from_stream(hub: StreamHub, stream: FrameStream) {
+/// the stream discarded meanwhile become one `reset`. With `legacy`, each event is also
+/// handed to that bus (the legacy voice bridge), rebuilt from the stored envelope.
+pub async fn feed_from_stream(hub: StreamHub, stream: FrameStream, legacy: Option<Bus>) {
     let mut start = StartAt::New;
     loop {
         let mut reader = match stream.read(start).await {
@@ -199,6 +233,11 @@ pub async fn feed_from_stream(hub: StreamHub, stream: FrameStream) {
             match reader.next().await {
                 Some(Ok(ReadItem::Frame(f))) => {
                     start = StartAt::Sequence(f.seq + 1);
+                    if let Some(bus) = &legacy
+                        && let Some(event) = bus_event_of(&f)
+                    {
+                        bus.publish(Arc::new(event));
+                    }
                     hub.publish_stored(Arc::new(stored_frame(f)));
                 }
                 Some(Ok(ReadItem::Gap {

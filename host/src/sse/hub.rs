@@ -222,12 +222,18 @@ impl StreamHub {
 
     /// Cluster mode: start the hub fed by the cluster's stream of routed frames (from the
     /// next frame published); ids are stream sequences. Needs a tokio runtime.
+    /// `legacy`: a bus to hand each event to as well (the legacy voice bridge's).
     pub fn start_cluster(
         stream: crate::cluster::stream::FrameStream,
         settings: StreamSettings,
+        legacy: Option<Bus>,
     ) -> StreamHub {
         let hub = StreamHub::new(frame::CLUSTER_EPOCH, settings, Some(stream.clone()));
-        tokio::spawn(super::catch_up::feed_from_stream(hub.clone(), stream));
+        tokio::spawn(super::catch_up::feed_from_stream(
+            hub.clone(),
+            stream,
+            legacy,
+        ));
         hub
     }
 
