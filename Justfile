@@ -127,7 +127,8 @@ e2e: setup
     target="${CARGO_TARGET_DIR:-{{justfile_directory()}}/target}"; node tests/browser/console.mjs "$target/debug/gateway-host" "$target/wasm-components/wasm32-wasip2/component" "$target/e2e"
 
 # Benchmarks (see bench/RESULTS.md for the latest figures): component calls, then the SSE
-# harness against a release `gateway-host serve` process on loopback.
+# harness against a release `gateway-host serve` process on loopback, then three hosts in
+# cluster mode on a private nats-server (fan-out, and a SIGKILL failover).
 bench: setup
     cargo bench -p gateway-host --bench policy_calls
     cargo bench -p gateway-host --bench command_dispatch
@@ -137,3 +138,6 @@ bench: setup
     target/release/sse-bench latency --rate 500 --clients 500
     target/release/sse-bench latency --rate 1000 --clients 1000
     target/release/sse-bench idle --clients 10000
+    target/release/sse-bench cluster --rate 1000 --clients 300
+    target/release/sse-bench cluster --rate 500 --clients 900
+    target/release/sse-bench failover --rate 200

@@ -5,6 +5,8 @@
 //!   emitted it to the moment a client read its frame (p50/p95/p99/max), deliveries/s,
 //!   and whether any client was dropped.
 //! * `idle`: opens N idle streams and reports the host's resident memory per client.
+//! * `cluster` / `failover`: the same fan-out over three hosts in cluster mode, and a
+//!   SIGKILL of the link holder under load ([`cluster`]).
 //!
 //! Everything runs on 127.0.0.1, bounded in count and time.
 
@@ -14,6 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+mod cluster;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -53,6 +57,24 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000)]
         clients: usize,
     },
+    /// Fan-out latency with the clients spread over three hosts in cluster mode.
+    Cluster {
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 300)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        #[arg(long, default_value_t = 3000)]
+        lease_ttl_ms: u64,
+    },
+    /// SIGKILL the link holder of a three-host cluster at a steady event rate.
+    Failover {
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        #[arg(long, default_value_t = 3000)]
+        lease_ttl_ms: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,6 +90,13 @@ fn main() -> anyhow::Result<()> {
                 secs,
             } => latency(rate, clients, secs).await,
             Cmd::Idle { clients } => idle(clients).await,
+            Cmd::Cluster {
+                rate,
+                clients,
+                secs,
+                lease_ttl_ms,
+            } => cluster::fan_out(rate, clients, secs, lease_ttl_ms).await,
+            Cmd::Failover { rate, lease_ttl_ms } => cluster::failover(rate, lease_ttl_ms).await,
         }
     })
 }
@@ -127,6 +156,12 @@ async fn start_host(sim_url: &str) -> anyhow::Result<HostProcess> {
         child,
         addr: format!("127.0.0.1:{http}"),
     };
+    wait_ready(&host).await?;
+    Ok(host)
+}
+
+/// Waits until the host's `/readyz` answers 200.
+async fn wait_ready(host: &HostProcess) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(mut s) = TcpStream::connect(&host.addr).await {
@@ -135,7 +170,7 @@ async fn start_host(sim_url: &str) -> anyhow::Result<HostProcess> {
             let mut out = String::new();
             let _ = s.read_to_string(&mut out).await;
             if out.starts_with("HTTP/1.1 200") {
-                return Ok(host);
+                return Ok(());
             }
         }
         if Instant::now() > deadline {
@@ -196,27 +231,7 @@ async fn latency(rate: u64, clients: usize, secs: u64) -> anyhow::Result<()> {
     if base_seq != 0 {
         bail!("the simulator already emitted events");
     }
-    // Emit in 1 ms ticks.
-    let per_tick = rate as f64 / 1000.0;
-    let mut owed = 0.0;
-    let mut seq = 0usize;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    let started = Instant::now();
-    while seq < total {
-        tick.tick().await;
-        owed += per_tick;
-        let n = (owed as usize).min(total - seq);
-        owed -= n as f64;
-        if n > 0 {
-            let now = clock.start.elapsed().as_nanos() as u64;
-            for s in seq + 1..=seq + n {
-                clock.sent[s].store(now, Ordering::Relaxed);
-            }
-            sim.control().emit(n);
-            seq += n;
-        }
-    }
-    let emit_secs = started.elapsed().as_secs_f64();
+    let emit_secs = emit(&sim, &clock, rate, total).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     let mut merged = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
@@ -244,6 +259,31 @@ async fn latency(rate: u64, clients: usize, secs: u64) -> anyhow::Result<()> {
     drop(host);
     sim.shutdown().await;
     Ok(())
+}
+
+/// Emits `total` events at `rate` in 1 ms ticks, recording each one's emit time; returns
+/// the seconds it took.
+async fn emit(sim: &gateway_sim::SimHandle, clock: &Clock, rate: u64, total: usize) -> f64 {
+    let per_tick = rate as f64 / 1000.0;
+    let mut owed = 0.0;
+    let mut seq = 0usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let started = Instant::now();
+    while seq < total {
+        tick.tick().await;
+        owed += per_tick;
+        let n = (owed as usize).min(total - seq);
+        owed -= n as f64;
+        if n > 0 {
+            let now = clock.start.elapsed().as_nanos() as u64;
+            for s in seq + 1..=seq + n {
+                clock.sent[s].store(now, Ordering::Relaxed);
+            }
+            sim.control().emit(n);
+            seq += n;
+        }
+    }
+    started.elapsed().as_secs_f64()
 }
 
 /// Read one client's stream; record latency of every event past the warm-up.
