@@ -1,14 +1,12 @@
 //! Cluster settings (issue 12).
 //!
-//! A plain struct for now: the building blocks ([`super::lease`], [`super::stream`]) take
-//! it, the tests construct it, and `serve` does not read it yet. When cluster mode is wired
-//! into `serve`, the `[cluster]` config table and `GATEWAY_NATS_URL` fill it
-//! (`docs/cluster.md` lists the planned keys with these defaults).
+//! A plain struct: the `[cluster]` table and `GATEWAY_NATS_URL` fill it
+//! ([`super::settings_file`]); tests construct it directly.
 
 use std::time::Duration;
 
-/// Everything the lease and the stream need to know.
-#[derive(Debug, Clone)]
+/// Everything the lease and the stream need to know. (`Debug` hides the URL's credentials.)
+#[derive(Clone)]
 pub struct ClusterSettings {
     /// `nats://host:port`.
     pub nats_url: String,
@@ -76,6 +74,19 @@ impl ClusterSettings {
             anyhow::bail!("cluster stream duplicate window must be positive");
         }
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("nats_url", &super::redacted_url(&self.nats_url))
+            .field("holder_id", &self.holder_id)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("renew_every", &self.renew_every)
+            .field("acquire_every", &self.acquire_every)
+            .field("stream_name", &self.stream_name)
+            .finish_non_exhaustive()
     }
 }
 

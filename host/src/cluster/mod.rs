@@ -10,11 +10,13 @@
 //! * [`stream`]: routed SSE frames published to a JetStream stream (de-duplicated by upstream
 //!   session + seq, so a new leader re-publishing an event stores it once) and read back in
 //!   order from any stream sequence, with gaps reported (for SSE `reset`).
-//! * [`config`]: the settings both use.
+//! * [`config`]: the settings they all use.
+//! * [`holder`] / [`publisher`]: the upstream link runs on the lease holder only, resuming
+//!   from the stream's last upstream position; each event is routed once and stored.
+//! * [`runtime`]: the parts started together by `serve` (`[cluster]`, `GATEWAY_NATS_URL`);
+//!   [`settings_file`] reads that table.
 //!
-//! **Status**: these building blocks are built and tested against a real `nats-server`
-//! (tests in `tests/tests/cluster_*.rs`), but nothing in `serve` uses them yet: single-host
-//! mode with the in-process bus is unchanged. `docs/cluster.md` says what comes next.
+//! Every host serves SSE from the stream (`crate::sse::catch_up`). See `docs/cluster.md`.
 
 pub mod config;
 pub mod holder;
@@ -45,8 +47,30 @@ pub async fn connect(url: &str, timeout: Duration) -> anyhow::Result<Nats> {
         .request_timeout(Some(timeout))
         .connect(url)
         .await
-        .with_context(|| format!("connecting to NATS at {url}"))?;
+        .with_context(|| format!("connecting to NATS at {}", redacted_url(url)))?;
     let mut jetstream = async_nats::jetstream::new(client.clone());
     jetstream.set_timeout(timeout);
     Ok(Nats { client, jetstream })
+}
+
+/// `url` without credentials (`nats://user:secret@host` → `nats://…@host`), for messages.
+pub fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}…{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_never_reach_messages() {
+        assert_eq!(
+            super::redacted_url("nats://u:hunter2@10.0.0.1:4222"),
+            "nats://…@10.0.0.1:4222"
+        );
+        assert_eq!(super::redacted_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    }
 }
