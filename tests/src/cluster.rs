@@ -59,12 +59,22 @@ impl ClusterHost {
         id: &str,
         tweak: impl FnOnce(&mut Config),
     ) -> anyhow::Result<ClusterHost> {
+        Self::start_upstream(nats_url, fast_link_config(&sim.url(), TOKEN), id, tweak).await
+    }
+
+    /// [`ClusterHost::start`] on any upstream (link or direct Discord).
+    pub async fn start_upstream(
+        nats_url: &str,
+        upstream: impl Into<gateway_host::server::Upstream>,
+        id: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<ClusterHost> {
         let config = test_config(|c| {
             c.cluster = Some(fast_cluster(nats_url, id));
             c.admin_token = Some(Secret::new(ADMIN_TOKEN));
             tweak(c);
         })?;
-        let host = Host::start_async(&config, fast_link_config(&sim.url(), TOKEN))
+        let host = Host::start_async(&config, upstream)
             .await
             .with_context(|| format!("starting cluster host {id}"))?;
         let public = TcpListener::bind("127.0.0.1:0").await?;

@@ -203,6 +203,7 @@ async fn the_lease_carries_the_resume_point_and_metrics_count_changes() -> anyho
     let point = ResumePoint {
         session: "sess-1".into(),
         seq: 4242,
+        resume_url: None,
     };
     a.set_resume(point.clone());
     let store = lease::open_bucket(&nats.jetstream, &settings(&server, "reader")).await?;

@@ -28,6 +28,7 @@ fn frame(session: &str, seq: u64) -> RoutedFrame {
         upstream: ResumePoint {
             session: session.into(),
             seq,
+            resume_url: None,
         },
         topics: vec![format!("guild:{}", seq % 3), "all".into()],
         to_all: seq.is_multiple_of(10),
@@ -120,7 +121,8 @@ async fn a_new_leader_republishing_after_a_failover_stores_each_event_once() -> 
             100,
             Some(ResumePoint {
                 session: "s1".into(),
-                seq: 100
+                seq: 100,
+                resume_url: None,
             })
         ))
     );

@@ -10,8 +10,9 @@
 //! Other parts of the host (commands, readiness) see the link through
 //! [`LinkHolder::held`]: `Some(link)` while this host holds it, `None` otherwise.
 //!
-//! Direct Discord mode has no resume across holders yet: a new holder identifies anew,
-//! and the upstream loss before its first event becomes a `reset` for clients.
+//! Direct Discord mode: the holder stores Ready's `resume_gateway_url` with each frame
+//! (header `Gateway-Resume-Url`) and closes the session with a resumable code, so the
+//! next holder resumes the Discord session instead of identifying.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,12 +154,17 @@ impl Term {
         tracing::info!(resume = ?position, "this host holds the upstream link");
         metrics::gauge!(METRIC_LINK_HELD).set(1.0);
         self.held.send_replace(Some(link.clone()));
+        let resume_url = {
+            let link = link.clone();
+            move || link.resume_url()
+        };
         let publisher = super::publisher::run(
             sub,
             self.policies.clone(),
             self.stream.clone(),
             set_resume,
             true,
+            resume_url,
         );
         let ended = tokio::select! {
             _ = leader.wait_for(|l| !*l) => {
@@ -190,7 +196,21 @@ impl Term {
                 config.resume = position.map(|p| (p.session, p.seq));
                 Ok(link::spawn(config, bus))
             }
-            Upstream::Discord(config) => crate::discord::spawn(config.clone(), bus),
+            Upstream::Discord(config) => {
+                let mut config = config.clone();
+                config.state_file = None;
+                // The next holder resumes this session: never end it on close.
+                config.keep_session_on_close = true;
+                config.resume = position.and_then(|p| {
+                    Some(crate::discord::state_file::Saved {
+                        v: 1,
+                        resume_url: p.resume_url?,
+                        session_id: p.session,
+                        last_seq: p.seq,
+                    })
+                });
+                crate::discord::spawn(config, bus)
+            }
         }
     }
 }

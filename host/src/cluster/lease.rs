@@ -44,6 +44,9 @@ pub const METRIC_LEADER: &str = "gateway_cluster_leader";
 pub struct ResumePoint {
     pub session: String,
     pub seq: u64,
+    /// Where the session can be resumed (direct Discord mode: `resume_gateway_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_url: Option<String>,
 }
 
 /// What the lease key holds.

@@ -71,6 +71,9 @@ mod tests {
             super::redacted_url("nats://u:hunter2@10.0.0.1:4222"),
             "nats://…@10.0.0.1:4222"
         );
-        assert_eq!(super::redacted_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(
+            super::redacted_url("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
     }
 }

@@ -47,6 +47,7 @@ pub async fn run(
     stream: FrameStream,
     set_resume: impl Fn(ResumePoint),
     resumable: bool,
+    resume_url: impl Fn() -> Option<String>,
 ) -> Stopped {
     loop {
         let first = match sub.recv().await {
@@ -61,7 +62,7 @@ pub async fn run(
                 _ => break,
             }
         }
-        let frames = route(&policies, &batch, resumable).await;
+        let frames = route(&policies, &batch, resumable, resume_url()).await;
         if let Err(e) = publish_all(&stream, &frames).await {
             return Stopped::Publish(e);
         }
@@ -69,6 +70,7 @@ pub async fn run(
             set_resume(ResumePoint {
                 session: last.session_id.to_string(),
                 seq: last.seq,
+                resume_url: resume_url(),
             });
         }
     }
@@ -80,6 +82,7 @@ async fn route(
     policies: &Arc<Policies>,
     batch: &[Arc<BusEvent>],
     resumable: bool,
+    resume_url: Option<String>,
 ) -> Vec<RoutedFrame> {
     let events = Arc::new(batch.iter().map(|e| policy_event(e)).collect::<Vec<_>>());
     let mut frames = Vec::with_capacity(batch.len());
@@ -97,6 +100,7 @@ async fn route(
                     upstream: ResumePoint {
                         session: event.session_id.to_string(),
                         seq: event.seq.saturating_sub(1),
+                        resume_url: resume_url.clone(),
                     },
                     topics: Vec::new(),
                     to_all: true,
@@ -116,6 +120,7 @@ async fn route(
                     upstream: ResumePoint {
                         session: event.session_id.to_string(),
                         seq: event.seq,
+                        resume_url: resume_url.clone(),
                     },
                     topics,
                     to_all: false,

@@ -75,7 +75,8 @@ impl ClusterRuntime {
         let sub = bus.subscribe(APP_BUS_CAPACITY);
         let stream = self.stream.clone();
         let task = tokio::spawn(async move {
-            let stopped = super::publisher::run(sub, policies, stream, |_| {}, false).await;
+            let stopped =
+                super::publisher::run(sub, policies, stream, |_| {}, false, || None).await;
             tracing::error!(error = %stopped, "app events are no longer published to the cluster stream");
         });
         self.tasks.lock().push(task);

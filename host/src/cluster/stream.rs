@@ -40,6 +40,8 @@ pub const HEADER_TO_ALL: &str = "Gateway-To-All";
 pub const HEADER_SESSION: &str = "Gateway-Upstream-Session";
 /// Header: the upstream seq of the frame's event.
 pub const HEADER_SEQ: &str = "Gateway-Upstream-Seq";
+/// Header: where the upstream session can be resumed (direct Discord mode).
+pub const HEADER_RESUME_URL: &str = "Gateway-Resume-Url";
 /// Header: when the link holder read the upstream event, ms since the Unix epoch.
 pub const HEADER_RECEIVED_MS: &str = "Gateway-Received-Ms";
 
@@ -187,6 +189,9 @@ impl FrameStream {
         if frame.resumable {
             headers.insert(HEADER_SESSION, frame.upstream.session.as_str());
             headers.insert(HEADER_SEQ, frame.upstream.seq.to_string().as_str());
+            if let Some(url) = &frame.upstream.resume_url {
+                headers.insert(HEADER_RESUME_URL, url.as_str());
+            }
         }
         if frame.received_ms > 0 {
             headers.insert(HEADER_RECEIVED_MS, frame.received_ms.to_string().as_str());
@@ -367,7 +372,14 @@ pub fn message_id(upstream: &ResumePoint) -> String {
 fn upstream_of(headers: &HeaderMap) -> Option<ResumePoint> {
     let session = headers.get(HEADER_SESSION)?.as_str().to_owned();
     let seq = headers.get(HEADER_SEQ)?.as_str().parse().ok()?;
-    Some(ResumePoint { session, seq })
+    let resume_url = headers
+        .get(HEADER_RESUME_URL)
+        .map(|v| v.as_str().to_owned());
+    Some(ResumePoint {
+        session,
+        seq,
+        resume_url,
+    })
 }
 
 fn frame_of(seq: u64, headers: Option<&HeaderMap>, body: Bytes) -> StreamFrame {
@@ -428,7 +440,8 @@ mod tests {
             f.upstream,
             Some(ResumePoint {
                 session: "s1".into(),
-                seq: 7
+                seq: 7,
+                resume_url: None,
             })
         );
     }

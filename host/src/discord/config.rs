@@ -135,6 +135,12 @@ pub struct DiscordConfig {
     pub state_file: Option<PathBuf>,
     /// At most one state-file write per interval while events flow.
     pub state_interval: Duration,
+    /// Start by resuming this session (cluster mode: the previous link holder's, from the
+    /// cluster stream); wins over the state file. Default: none.
+    pub resume: Option<super::state_file::Saved>,
+    /// Close with a resumable code at shutdown so another process can resume the session
+    /// (cluster mode; implied by a state file). Default: false (1000 ends the session).
+    pub keep_session_on_close: bool,
 }
 
 impl DiscordConfig {
@@ -159,6 +165,8 @@ impl DiscordConfig {
             max_message_bytes: 16 << 20,
             state_file: None,
             state_interval: Duration::from_secs(1),
+            resume: None,
+            keep_session_on_close: false,
         }
     }
 

@@ -54,6 +54,7 @@ pub fn spawn(config: DiscordConfig, bus: Bus) -> anyhow::Result<LinkHandle> {
         task: Mutex::new(None),
         stopped: Mutex::new(None),
         independent_commands: true,
+        resume_url: Mutex::new(None),
     });
     let worker = tokio::spawn(commands::run(rx, rest.clone(), shared.acks.clone()));
     let session = gateway::run(config, bus, shared.clone(), rest);

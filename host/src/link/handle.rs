@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     /// Commands travel independently of the event session (direct Discord mode: REST),
     /// so they flow while the session reconnects; link mode sends them on the link.
     pub independent_commands: bool,
+    /// Where the session can be resumed from another process (direct Discord mode:
+    /// Ready's `resume_gateway_url`); none in link mode.
+    pub resume_url: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -114,6 +117,11 @@ impl LinkHandle {
     /// fatal close code such as 4004), if it did.
     pub fn stopped_reason(&self) -> Option<String> {
         self.shared.stopped.lock().clone()
+    }
+
+    /// Where another process can resume this upstream session (direct Discord mode).
+    pub fn resume_url(&self) -> Option<String> {
+        self.shared.resume_url.lock().clone()
     }
 
     /// The link's counters.

@@ -52,6 +52,7 @@ pub fn spawn(config: LinkConfig, bus: Bus) -> LinkHandle {
         task: Mutex::new(None),
         stopped: Mutex::new(None),
         independent_commands: false,
+        resume_url: Mutex::new(None),
     });
     let task = tokio::spawn(client::run(config, bus, shared.clone()));
     *shared.task.lock() = Some(task);
@@ -70,6 +71,7 @@ pub fn detached() -> LinkHandle {
         task: Mutex::new(None),
         stopped: Mutex::new(None),
         independent_commands: false,
+        resume_url: Mutex::new(None),
     });
     LinkHandle { shared }
 }

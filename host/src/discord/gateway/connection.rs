@@ -338,6 +338,7 @@ impl Conn<'_> {
                 Ok(ready) => {
                     info!(session = %ready.session_id, "Discord session ready");
                     self.session.sequence.new_session(&ready.session_id);
+                    *shared.resume_url.lock() = Some(ready.resume_gateway_url.clone());
                     self.session.resumable = Some(Resumable {
                         session_id: ready.session_id,
                         resume_url: ready.resume_gateway_url,

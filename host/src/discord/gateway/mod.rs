@@ -93,7 +93,7 @@ impl Session {
     /// The close code for a clean shutdown: 1000 ends the Discord session; with a state
     /// file the session must stay resumable for the next run.
     pub fn shutdown_close_code(&self) -> u16 {
-        if self.state_file.is_some() {
+        if self.state_file.is_some() || self.config.keep_session_on_close {
             connection::RESUMABLE_CLOSE
         } else {
             1000
@@ -133,6 +133,14 @@ pub(crate) async fn run(config: DiscordConfig, bus: Bus, shared: Arc<Shared>, re
             });
         }
         session.state_file = Some(file);
+    }
+    if let Some(saved) = session.config.resume.clone() {
+        session.sequence.restore(&saved.session_id, saved.last_seq);
+        *shared.resume_url.lock() = Some(saved.resume_url.clone());
+        session.resumable = Some(Resumable {
+            session_id: saved.session_id,
+            resume_url: saved.resume_url,
+        });
     }
     shared.set_state(LinkState::Connecting);
     let mut ever_connected = false;
