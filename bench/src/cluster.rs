@@ -46,6 +46,7 @@ async fn start_cluster_host(
         .env("GATEWAY_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()?;
     let host = HostProcess {
         child,
