@@ -123,7 +123,7 @@ impl Host {
     pub fn start(config: &Config, upstream: impl Into<Upstream>) -> anyhow::Result<Host> {
         anyhow::ensure!(
             config.cluster.is_none(),
-            "cluster mode is started with Host::start_async"
+            "cluster mode (GATEWAY_NATS_URL / [cluster]) needs an async start: use Host::start_async"
         );
         let base = Base::new(config)?;
         let bus = Bus::new();

@@ -9,6 +9,8 @@
 //!   that is not a component, named `rate-limiter.wasm`: exit non-zero naming the file and
 //!   the reason. A valid file is live before the listener answers: the very first `/readyz`
 //!   shows its hash.
+//! * Cluster mode: an unreachable NATS, a URL that is not `nats://`, a bad host id, an
+//!   unsafe lease TTL: exit non-zero naming the setting, never the URL's credentials.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -275,4 +277,34 @@ fn directory_components_are_live_before_the_listener_answers() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(limiter["sha256"], hash.as_str(), "first /readyz: {doc}");
+}
+
+#[test]
+fn bad_cluster_settings_are_clean_start_errors() {
+    // Nothing listens on this port: no NATS within the request timeout.
+    let unreachable = format!("nats://user:hunter2@127.0.0.1:{}", free_port());
+    let (cmd, _) = serve(&[("GATEWAY_NATS_URL", unreachable.as_str())]);
+    let out = run_to_exit(cmd);
+    assert_refused(&out, &["connecting to NATS at nats://…@127.0.0.1"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("hunter2"),
+        "credentials never reach the output"
+    );
+    let (cmd, _) = serve(&[("GATEWAY_NATS_URL", "http://127.0.0.1:4222")]);
+    assert_refused(&run_to_exit(cmd), &["GATEWAY_NATS_URL", "nats://host:port"]);
+    let (cmd, _) = serve(&[
+        ("GATEWAY_NATS_URL", "nats://127.0.0.1:4222"),
+        ("GATEWAY_CLUSTER_HOST_ID", "no spaces allowed"),
+    ]);
+    assert_refused(&run_to_exit(cmd), &["cluster host id"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("cluster.toml");
+    std::fs::write(
+        &config,
+        "[cluster]\nnats-url = \"nats://127.0.0.1:4222\"\nlease-ttl-ms = 100\n",
+    )
+    .expect("write config");
+    let (mut cmd, _) = serve(&[]);
+    cmd.arg("--config").arg(&config);
+    assert_refused(&run_to_exit(cmd), &["lease TTL must be at least 500ms"]);
 }

@@ -71,6 +71,7 @@ pub async fn run_discord_fake(
     if config.admin_token.is_none() {
         config.admin_token = Some(Secret::new(DEMO_ADMIN_TOKEN));
     }
+    single_host(&mut config);
     let mut discord = crate::discord::DiscordConfig::new(crate::discord::BotToken::new(token));
     discord.api_base = fake.api_base();
     let mut host = Host::start(&config, crate::server::Upstream::Discord(discord))?;
@@ -94,6 +95,15 @@ pub async fn run_discord_fake(
     result
 }
 
+/// The demo runs one host with its own embedded upstream: cluster settings are ignored.
+fn single_host(config: &mut Config) {
+    if config.cluster.take().is_some() {
+        tracing::warn!(
+            "the demo runs a single host with its own upstream: GATEWAY_NATS_URL / [cluster] is ignored (try `just cluster-demo`)"
+        );
+    }
+}
+
 /// `gateway-host demo`: simulator + host + page, until `shutdown`.
 pub async fn run(
     mut config: Config,
@@ -112,6 +122,7 @@ pub async fn run(
     if config.admin_token.is_none() {
         config.admin_token = Some(Secret::new(DEMO_ADMIN_TOKEN));
     }
+    single_host(&mut config);
     let mut host = Host::start(
         &config,
         LinkConfig::new(sim.url(), LinkToken::new(link_token)),
