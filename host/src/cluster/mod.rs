@@ -10,15 +10,29 @@
 //! * [`stream`]: routed SSE frames published to a JetStream stream (de-duplicated by upstream
 //!   session + seq, so a new leader re-publishing an event stores it once) and read back in
 //!   order from any stream sequence, with gaps reported (for SSE `reset`).
-//! * [`config`]: the settings both use.
+//! * [`relay_link`]: a `LinkHandle` whose commands travel over NATS to the link holder —
+//!   every host's command pipeline runs on it.
+//! * [`command_server`]: on the holder, hands relayed commands to the real link, sends the
+//!   acks back, answers rate requests, publishes the link status.
+//! * [`remote_limiter`]: a host's rate requests to the holder's limiter slot.
+//! * [`command_wire`]: the subjects and messages of those three.
+//! * [`config`]: the settings all of them use.
 //!
 //! **Status**: these building blocks are built and tested against a real `nats-server`
 //! (tests in `tests/tests/cluster_*.rs`), but nothing in `serve` uses them yet: single-host
 //! mode with the in-process bus is unchanged. `docs/cluster.md` says what comes next.
 
+pub mod command_server;
+pub mod command_wire;
 pub mod config;
 pub mod lease;
+pub mod relay_link;
+pub mod remote_limiter;
 pub mod stream;
+
+pub use command_server::{CommandServer, spawn_command_server};
+pub use relay_link::relay_link;
+pub use remote_limiter::{LimiterUnavailable, RemoteLimiter};
 
 pub use async_nats;
 
