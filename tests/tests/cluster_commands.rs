@@ -43,7 +43,7 @@ struct ClusterHost {
     held: watch::Sender<Option<LinkHandle>>,
     auth: Authenticator,
     addr: SocketAddr,
-    _server: CommandServer,
+    server: Option<CommandServer>,
     http: JoinHandle<()>,
 }
 
@@ -86,7 +86,7 @@ impl ClusterHost {
             held,
             auth,
             addr,
-            _server: server,
+            server: Some(server),
             http,
         })
     }
@@ -346,4 +346,48 @@ async fn with_no_holder_rate_requests_are_503_and_commands_wait_then_expire() ->
     assert_eq!(finished.attempts, 0, "never sent without a holder");
     assert!(sim.received_commands().is_empty());
     Ok(())
+}
+
+#[tokio::test]
+async fn relays_follow_the_holders_link_and_notice_a_silent_holder() -> anyhow::Result<()> {
+    let (sim, _nats, mut a, b) = cluster(|_| {}).await?;
+    let link = connected_link(&sim).await?;
+    a.held.send_replace(Some(link.clone()));
+    wait_state(&b.relay, LinkState::Connected, T).await?;
+    let before = b.relay.stats().connects;
+
+    // The holder's own link goes down: commands must wait on every host.
+    sim.control().set_refuse_auth(true);
+    sim.control().drop_links();
+    wait_state(&link, LinkState::Reconnecting, T).await?;
+    wait_state(&b.relay, LinkState::Reconnecting, T).await?;
+    assert!(b.relay.send_command(wire("1", "while down")).is_err());
+
+    // It comes back on a new connection: the relay's generation moves (in-flight re-sent).
+    sim.control().set_refuse_auth(false);
+    wait_state(&link, LinkState::Connected, T).await?;
+    wait_state(&b.relay, LinkState::Connected, T).await?;
+    assert!(
+        b.relay.stats().connects > before,
+        "a holder reconnect is a new generation"
+    );
+
+    // The holder's command server dies without a goodbye: its status goes stale.
+    let silent = std::time::Instant::now();
+    drop(a.server.take());
+    wait_state(&b.relay, LinkState::Reconnecting, Duration::from_secs(1)).await?;
+    assert!(
+        silent.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        silent.elapsed()
+    );
+    Ok(())
+}
+
+fn wire(request_id: &str, content: &str) -> gateway_protocol::Command {
+    gateway_protocol::Command {
+        request_id: request_id.into(),
+        trace_id: "t".into(),
+        body: message("904", content),
+    }
 }

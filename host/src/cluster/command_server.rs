@@ -99,8 +99,8 @@ impl Server {
                 continue;
             };
             info!("holding the link: serving cluster commands");
-            let serving = self.serve(&link);
-            tokio::pin!(serving);
+            // Boxed, so dropping it below really ends the subscriptions before the goodbye.
+            let mut serving = Box::pin(self.serve(&link));
             let gone = loop {
                 tokio::select! {
                     ended = &mut serving => {
@@ -123,7 +123,7 @@ impl Server {
                     }
                 }
             };
-            drop(serving); // unsubscribes
+            drop(serving); // unsubscribes at once
             info!("no longer serving cluster commands");
             self.publish_status(&link, false).await;
             if gone {
