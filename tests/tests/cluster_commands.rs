@@ -1,6 +1,7 @@
 //! Cluster-mode commands (issue 12, "Deliver 4"): two hosts on one private `nats-server`,
-//! each with its own NATS connection, policies, relay link, command pipeline, command
-//! server and HTTP router on loopback; the link holder's real link goes to a real
+//! each with its own NATS connection, policies, `cluster::start_commands` (relay link,
+//! command pipeline with the remote limiter, command server) and `commands::router` on
+//! loopback; the link holder's real link goes to a real
 //! simulator. Which host holds the link is driven by hand through the `held` watch.
 //!
 //! * A command posted to the host without the link is delivered once (the simulator's
@@ -18,9 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_host::auth::Authenticator;
-use gateway_host::cluster::{
-    self, CommandServer, Nats, RemoteLimiter, relay_link, spawn_command_server,
-};
+use gateway_host::cluster::{self, ClusterCommands, CommandServer, Nats, start_commands};
 use gateway_host::commands::{self, CommandPipeline, Finished, Outcome};
 use gateway_host::config::{Config, Secret};
 use gateway_host::link::{LinkHandle, LinkState};
@@ -65,14 +64,18 @@ impl ClusterHost {
             None,
             config.max_component_bytes,
         )?);
-        let relay = relay_link(&nats, &settings);
-        let pipeline = CommandPipeline::start_with_limiter(
-            config.commands.clone(),
-            relay.clone(),
-            Some(RemoteLimiter::new(&nats, &settings)),
-        );
         let (held, held_rx) = watch::channel(None);
-        let server = spawn_command_server(&nats, &settings, held_rx, policies.clone());
+        let ClusterCommands {
+            pipeline,
+            relay,
+            server,
+        } = start_commands(
+            &nats,
+            &settings,
+            config.commands.clone(),
+            held_rx,
+            policies.clone(),
+        );
         let auth = Authenticator::with_settings(&Secret::new(JWT_SECRET), config.auth.clone());
         let app = commands::router(auth.clone(), policies, pipeline.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -10,7 +10,8 @@
 //! * [`stream`]: routed SSE frames published to a JetStream stream (de-duplicated by upstream
 //!   session + seq, so a new leader re-publishing an event stores it once) and read back in
 //!   order from any stream sequence, with gaps reported (for SSE `reset`).
-//! * [`relay_link`]: a `LinkHandle` whose commands travel over NATS to the link holder —
+//! * [`commands`]: the three below started together ([`start_commands`]), as `serve` will.
+//! * [`mod@relay_link`]: a `LinkHandle` whose commands travel over NATS to the link holder —
 //!   every host's command pipeline runs on it.
 //! * [`command_server`]: on the holder, hands relayed commands to the real link, sends the
 //!   acks back, answers rate requests, publishes the link status.
@@ -24,6 +25,7 @@
 
 pub mod command_server;
 pub mod command_wire;
+pub mod commands;
 pub mod config;
 pub mod lease;
 pub mod relay_link;
@@ -31,6 +33,7 @@ pub mod remote_limiter;
 pub mod stream;
 
 pub use command_server::{CommandServer, spawn_command_server};
+pub use commands::{ClusterCommands, start_commands};
 pub use relay_link::relay_link;
 pub use remote_limiter::{LimiterUnavailable, RemoteLimiter};
 
