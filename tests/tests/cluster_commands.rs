@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_host::auth::Authenticator;
+use gateway_host::cluster::relay_link::METRIC_RELAYED;
 use gateway_host::cluster::{self, ClusterCommands, CommandServer, Nats, start_commands};
 use gateway_host::commands::{self, CommandPipeline, Finished, Outcome};
 use gateway_host::config::{Config, Secret};
@@ -170,6 +171,7 @@ fn message(channel: &str, content: &str) -> CommandBody {
 #[tokio::test]
 async fn a_command_posted_to_a_host_without_the_link_is_delivered_once_and_read_back_there()
 -> anyhow::Result<()> {
+    gateway_host::metrics::install();
     let (sim, _nats, a, b) = cluster(|_| {}).await?;
     let link = connected_link(&sim).await?;
     a.held.send_replace(Some(link));
@@ -196,6 +198,12 @@ async fn a_command_posted_to_a_host_without_the_link_is_delivered_once_and_read_
     let status = status.json()?;
     assert_eq!(status["outcome"], "delivered", "{status}");
     assert_eq!(status["result"]["messageId"], message_id);
+
+    let text = gateway_host::metrics::render();
+    for direction in ["sent", "received", "acked"] {
+        let series = format!("{METRIC_RELAYED}{{direction=\"{direction}\"}}");
+        assert!(text.contains(&series), "no {series} in /metrics");
+    }
     Ok(())
 }
 
