@@ -137,6 +137,7 @@ impl Host {
             bus,
             hub,
             link,
+            commands: None,
         };
         Ok(base.assemble(config, parts, None))
     }
@@ -167,12 +168,14 @@ impl Host {
             config.legacy_ws.enabled.then(|| legacy_bus.clone()),
         );
         cluster.measure_lag(hub.clone());
-        let link = link::detached();
+        let (commands, link) =
+            cluster.start_commands(config.commands.clone(), base.policies.clone());
         let parts = Parts {
             bus: app_bus,
             legacy_bus,
             hub,
             link,
+            commands: Some(commands),
         };
         Ok(base.assemble(config, parts, Some(Arc::new(cluster))))
     }
@@ -185,8 +188,11 @@ struct Parts {
     /// What the legacy voice bridge reads.
     legacy_bus: Bus,
     hub: StreamHub,
-    /// What commands are handed to.
+    /// What commands are handed to (cluster mode: the relay to the link holder).
     link: LinkHandle,
+    /// The command pipeline, when the mode starts its own (cluster mode); otherwise one is
+    /// started on `link`.
+    commands: Option<CommandPipeline>,
 }
 
 /// What every host has whatever its mode: auth, CORS, policies and their watcher, the
@@ -243,11 +249,13 @@ impl Base {
             legacy_bus,
             hub,
             link,
+            commands,
         } = parts;
         let legacy = config.legacy_ws.enabled.then(|| {
             LegacyBridge::start(&legacy_bus, self.policies.clone(), config.legacy_ws.clone())
         });
-        let commands = CommandPipeline::start(config.commands.clone(), link.clone());
+        let commands = commands
+            .unwrap_or_else(|| CommandPipeline::start(config.commands.clone(), link.clone()));
         let series = crate::console::Series::start(link.clone(), hub.clone());
         Host {
             policies: self.policies,

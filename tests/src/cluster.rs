@@ -45,6 +45,8 @@ pub struct ClusterHost {
     /// `127.0.0.1:port` of the admin listener.
     pub admin_addr: String,
     pub hub: StreamHub,
+    /// The relay link commands go through (its state: the command path to the holder).
+    pub link: gateway_host::link::LinkHandle,
     pub cluster: Arc<ClusterRuntime>,
     pub auth: Authenticator,
     stop: Option<oneshot::Sender<()>>,
@@ -84,7 +86,7 @@ impl ClusterHost {
             .cluster
             .clone()
             .context("a cluster-mode host has cluster parts")?;
-        let (hub, auth) = (host.hub.clone(), host.auth.clone());
+        let (hub, auth, link) = (host.hub.clone(), host.auth.clone(), host.link.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             serve_host_on(host, &config, public, admin, async move {
@@ -97,6 +99,7 @@ impl ClusterHost {
             addr: addr.to_string(),
             admin_addr: admin_addr.to_string(),
             hub,
+            link,
             cluster,
             auth,
             stop: Some(stop),

@@ -331,3 +331,83 @@ async fn a_nats_restart_pauses_the_cluster_and_loses_nothing() -> anyhow::Result
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_posted_to_hosts_without_the_link_are_delivered_once_and_limited_as_one_bucket()
+-> anyhow::Result<()> {
+    use gateway_host::link::LinkState;
+    use gateway_tests::commands::{Request, limiter_config};
+    let nats = NatsServer::start()?;
+    let sim = start_sim().await?;
+    let hosts = three_hosts(&nats, &sim, |c| {
+        limiter_config(
+            c,
+            &[
+                ("burst", "4"),
+                ("refill-tokens", "4"),
+                ("refill-interval-ms", "600000"),
+            ],
+        )
+    })
+    .await?;
+    let refs: Vec<&ClusterHost> = hosts.iter().collect();
+    let holder = wait_one_holder(&refs).await?;
+    for h in &hosts {
+        gateway_tests::wait_state(&h.link, LinkState::Connected, T).await?;
+    }
+    let post = |h: &ClusterHost, user: &str, content: String| {
+        let token = h.bearer(user, &["*"]);
+        let addr = h.addr.clone();
+        async move {
+            let body = serde_json::json!({"channelId": "77", "content": content}).to_string();
+            Request::post("/api/commands/send-message", body)
+                .header("Content-Type", "application/json")
+                .header("Authorization", &token)
+                .send(addr.parse()?)
+                .await
+        }
+    };
+
+    // Delivered once through a host that does not hold the link; read back there.
+    let other = &hosts[(holder + 1) % 3];
+    let reply = post(other, "1001", "through a non-holder".into()).await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let doc = reply.json()?;
+    assert_eq!(doc["outcome"], "delivered", "{doc}");
+    let request_id = doc["requestId"].as_str().unwrap_or_default().to_string();
+    let status = Request::get(&format!("/api/commands/{request_id}"))
+        .header("Authorization", &other.bearer("1001", &["*"]))
+        .send(other.addr.parse()?)
+        .await?;
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(status.json()?["outcome"], "delivered");
+    let carried: Vec<_> = sim
+        .received_commands()
+        .into_iter()
+        .filter(|r| r.command.request_id == request_id)
+        .collect();
+    assert_eq!(carried.len(), 1, "exactly once upstream");
+
+    // One user's bucket (burst 4) holds across the three hosts.
+    let mut answers = Vec::new();
+    for i in 0..9 {
+        let reply = post(&hosts[i % 3], "2002", format!("burst {i}")).await?;
+        answers.push(reply.status);
+    }
+    assert_eq!(
+        answers.iter().filter(|s| **s == 200).count(),
+        4,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|s| **s == 429).count(),
+        5,
+        "{answers:?}"
+    );
+    assert_eq!(
+        sim.received_commands().len(),
+        1 + 4,
+        "a 429 never reaches the upstream"
+    );
+    Ok(())
+}

@@ -36,6 +36,9 @@ pub struct ClusterSettings {
     /// De-duplication window of the stream: a frame re-published with the same upstream
     /// session + seq within it is stored once. Must cover a failover.
     pub duplicate_window: Duration,
+    /// How often the link holder publishes its link status for the command relays; a
+    /// relay whose last status is older than three periods holds commands back.
+    pub command_status_every: Duration,
 }
 
 impl ClusterSettings {
@@ -56,6 +59,7 @@ impl ClusterSettings {
             stream_max_bytes: 1 << 30,
             stream_max_age: Duration::from_secs(24 * 3600),
             duplicate_window: Duration::from_secs(120),
+            command_status_every: Duration::from_millis(250),
         }
     }
 
@@ -69,6 +73,9 @@ impl ClusterSettings {
         }
         if self.acquire_every.is_zero() {
             anyhow::bail!("cluster lease acquire interval must be positive");
+        }
+        if self.command_status_every.is_zero() {
+            anyhow::bail!("cluster command status interval must be positive");
         }
         if self.duplicate_window.is_zero() {
             anyhow::bail!("cluster stream duplicate window must be positive");

@@ -13,18 +13,34 @@
 //! * [`config`]: the settings they all use.
 //! * [`holder`] / [`publisher`]: the upstream link runs on the lease holder only, resuming
 //!   from the stream's last upstream position; each event is routed once and stored.
+//! * [`commands`]: the command parts started together ([`start_commands`]):
+//!   [`mod@relay_link`] (a `LinkHandle` whose commands travel over NATS to the link holder —
+//!   every host's command pipeline runs on it), [`command_server`] (on the holder: hands
+//!   relayed commands to the real link, sends the acks back, answers rate requests,
+//!   publishes the link status), [`remote_limiter`] (a host's rate requests to the holder's
+//!   limiter slot) and [`command_wire`] (their subjects and messages).
 //! * [`runtime`]: the parts started together by `serve` (`[cluster]`, `GATEWAY_NATS_URL`);
 //!   [`settings_file`] reads that table.
 //!
 //! Every host serves SSE from the stream (`crate::sse::catch_up`). See `docs/cluster.md`.
 
+pub mod command_server;
+pub mod command_wire;
+pub mod commands;
 pub mod config;
 pub mod holder;
 pub mod lease;
 pub mod publisher;
+pub mod relay_link;
+pub mod remote_limiter;
 pub mod runtime;
 pub mod settings_file;
 pub mod stream;
+
+pub use command_server::{CommandServer, spawn_command_server};
+pub use commands::{ClusterCommands, start_commands};
+pub use relay_link::relay_link;
+pub use remote_limiter::{LimiterUnavailable, RemoteLimiter};
 
 pub use async_nats;
 

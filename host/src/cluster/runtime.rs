@@ -35,6 +35,8 @@ pub struct ClusterRuntime {
     pub app_session: String,
     lease: Mutex<Option<LeaseHandle>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Serves relayed commands while this host holds the link (kept until shutdown).
+    command_server: Mutex<Option<super::CommandServer>>,
 }
 
 impl ClusterRuntime {
@@ -66,7 +68,28 @@ impl ClusterRuntime {
             app_session,
             lease: Mutex::new(Some(lease)),
             tasks: Mutex::new(Vec::new()),
+            command_server: Mutex::new(None),
         })
+    }
+
+    /// Starts this host's command path (`docs/cluster.md`, commands): a pipeline on a relay
+    /// link to whichever host holds the upstream link, with the rate limiter evaluated
+    /// there, and this host's command server (serving while it holds the link). Returns
+    /// the pipeline and the relay link.
+    pub fn start_commands(
+        &self,
+        commands: crate::commands::CommandSettings,
+        policies: Arc<Policies>,
+    ) -> (crate::commands::CommandPipeline, crate::link::LinkHandle) {
+        let parts = super::start_commands(
+            &self.nats,
+            &self.settings,
+            commands,
+            self.holder.held(),
+            policies,
+        );
+        *self.command_server.lock() = Some(parts.server);
+        (parts.pipeline, parts.relay)
     }
 
     /// Routes and publishes the app events this host accepts (from `bus`) to the stream.
@@ -109,11 +132,13 @@ impl ClusterRuntime {
         self.nats.client.connection_state() == async_nats::connection::State::Connected
     }
 
-    /// Graceful exit: stop publishing and close the link, then release the lease.
+    /// Graceful exit (after the command drain): stop serving relayed commands, stop
+    /// publishing and close the link, then release the lease.
     pub async fn shutdown(&self) {
         for task in self.tasks.lock().drain(..) {
             task.abort();
         }
+        drop(self.command_server.lock().take());
         self.holder.shutdown().await;
         let lease = self.lease.lock().take();
         if let Some(lease) = lease {

@@ -28,6 +28,7 @@ pub struct ClusterFile {
     pub stream_max_mib: Option<i64>,
     pub stream_max_age_s: Option<u64>,
     pub duplicate_window_s: Option<u64>,
+    pub command_status_every_ms: Option<u64>,
 }
 
 impl ClusterFile {
@@ -86,6 +87,9 @@ impl ClusterFile {
         }
         if let Some(v) = self.stream_max_age_s {
             s.stream_max_age = Duration::from_secs(v);
+        }
+        if let Some(v) = self.command_status_every_ms {
+            s.command_status_every = ms(v);
         }
         if let Some(v) = self.duplicate_window_s {
             s.duplicate_window = Duration::from_secs(v);

@@ -26,6 +26,8 @@ use super::queue::QueueFull;
 use super::{Accepted, CommandPipeline};
 use crate::api_error::{ApiError, new_trace_id};
 use crate::auth::{Authenticator, Claims};
+use crate::cluster::RemoteLimiter;
+use crate::cluster::command_wire::{LimitAnswer, LimitRequest};
 use crate::policy::types::{Command, FieldError, RateRequest};
 use crate::policy::{LimitOutcome, Policies, Validation};
 
@@ -114,7 +116,7 @@ async fn run(
             budget.charge(&claims.sub, Instant::now());
         }
     })?;
-    rate_limit(&ctx.policies, &claims.sub, kind, &command).await?;
+    rate_limit(ctx, &claims.sub, kind, &command).await?;
     let accepted = ctx
         .pipeline
         .submit(&claims.sub, trace_id, body::to_wire(command))
@@ -273,25 +275,17 @@ async fn validate(
 }
 
 async fn rate_limit(
-    policies: &Arc<Policies>,
+    ctx: &Ctx,
     user: &str,
     kind: CommandKind,
     command: &Command,
 ) -> Result<(), ApiError> {
-    let request = RateRequest {
-        user_id: user.to_string(),
-        channel_id: body::channel_of(command).to_string(),
-        kind: body::policy_kind(kind),
+    let channel_id = body::channel_of(command).to_string();
+    let outcome = match ctx.pipeline.remote_limiter() {
+        Some(remote) => remote_rate(remote, user, channel_id, kind).await?,
+        None => local_rate(&ctx.policies, user, channel_id, kind).await,
     };
-    let verdict = policies.check_rate_async(request).await;
-    if let Some(failure) = &verdict.fallback {
-        tracing::warn!(
-            ?failure,
-            answered_by = verdict.answered_by(),
-            "rate limiter failed; failure policy applied"
-        );
-    }
-    match verdict.value {
+    match outcome {
         LimitOutcome::Allow { .. } => Ok(()),
         LimitOutcome::Deny { retry_after_ms } => {
             tracing::info!(retry_after_ms, "rate limited");
@@ -302,6 +296,56 @@ async fn rate_limit(
             )
             .with("retryAfterMs", retry_after_ms)
             .retry_after(retry_after_ms.div_ceil(1000).max(1)))
+        }
+    }
+}
+
+/// This host's limiter slot (single-host mode).
+async fn local_rate(
+    policies: &Arc<Policies>,
+    user: &str,
+    channel_id: String,
+    kind: CommandKind,
+) -> LimitOutcome {
+    let request = RateRequest {
+        user_id: user.to_string(),
+        channel_id,
+        kind: body::policy_kind(kind),
+    };
+    let verdict = policies.check_rate_async(request).await;
+    if let Some(failure) = &verdict.fallback {
+        tracing::warn!(
+            ?failure,
+            answered_by = verdict.answered_by(),
+            "rate limiter failed; failure policy applied"
+        );
+    }
+    verdict.value
+}
+
+/// The link holder's limiter slot (cluster mode): one bucket per user across hosts.
+async fn remote_rate(
+    remote: &RemoteLimiter,
+    user: &str,
+    channel_id: String,
+    kind: CommandKind,
+) -> Result<LimitOutcome, ApiError> {
+    let request = LimitRequest {
+        user_id: user.to_string(),
+        channel_id,
+        kind: kind.as_str().to_string(),
+    };
+    match remote.check(&request).await {
+        Ok(LimitAnswer::Allow { remaining }) => Ok(LimitOutcome::Allow { remaining }),
+        Ok(LimitAnswer::Deny { retry_after_ms }) => Ok(LimitOutcome::Deny { retry_after_ms }),
+        Err(why) => {
+            tracing::warn!(reason = %why, "the link holder's rate limiter did not answer; refusing");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "limiter_unavailable",
+                format!("the rate limiter cannot check commands right now ({why}); retry later"),
+            )
+            .retry_after(BUSY_RETRY_SECS))
         }
     }
 }

@@ -39,6 +39,7 @@ pub use outcomes::{Finished, Outcome, OutcomeStore};
 pub use queue::{CommandQueue, Envelope, QueueFull};
 pub use settings::CommandSettings;
 
+use crate::cluster::RemoteLimiter;
 use crate::link::LinkHandle;
 
 /// Aborts the dispatcher when the last pipeline handle goes.
@@ -69,6 +70,8 @@ pub struct CommandPipeline {
     drain: Arc<watch::Sender<Option<Instant>>>,
     /// Becomes true when the dispatcher has stopped.
     stopped: watch::Receiver<bool>,
+    /// Cluster mode: the link holder's limiter slot answers rate requests.
+    limiter: Option<RemoteLimiter>,
     _task: Arc<TaskGuard>,
 }
 
@@ -83,6 +86,17 @@ impl std::fmt::Debug for CommandPipeline {
 impl CommandPipeline {
     /// Starts the dispatcher on `link`. Needs a tokio runtime.
     pub fn start(settings: CommandSettings, link: LinkHandle) -> CommandPipeline {
+        Self::start_with_limiter(settings, link, None)
+    }
+
+    /// Like [`CommandPipeline::start`]; with `Some(limiter)` (cluster mode: `link` is the
+    /// relay link) rate requests go to the link holder's limiter slot instead of this
+    /// host's.
+    pub fn start_with_limiter(
+        settings: CommandSettings,
+        link: LinkHandle,
+        limiter: Option<RemoteLimiter>,
+    ) -> CommandPipeline {
         let queue = Arc::new(CommandQueue::new(
             settings.queue_capacity,
             settings.max_per_user,
@@ -116,6 +130,7 @@ impl CommandPipeline {
             invalid,
             drain: Arc::new(drain),
             stopped,
+            limiter,
             _task: Arc::new(TaskGuard(task)),
         }
     }
@@ -192,6 +207,11 @@ impl CommandPipeline {
         {
             tracing::error!("the command dispatcher did not stop after the drain deadline");
         }
+    }
+
+    /// The remote limiter, in cluster mode.
+    pub fn remote_limiter(&self) -> Option<&RemoteLimiter> {
+        self.limiter.as_ref()
     }
 
     /// The settings in force.

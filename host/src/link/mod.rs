@@ -43,26 +43,16 @@ const ACK_CAPACITY: usize = 1024;
 
 /// Starts the link task, publishing inbound events to `bus`. Needs a tokio runtime.
 pub fn spawn(config: LinkConfig, bus: Bus) -> LinkHandle {
-    let shared = Arc::new(handle::Shared {
-        state_tx: watch::channel(LinkState::Idle).0,
-        outbound: Mutex::new(None),
-        acks: broadcast::channel(ACK_CAPACITY).0,
-        stats: Default::default(),
-        shutdown: watch::channel(false).0,
-        task: Mutex::new(None),
-        stopped: Mutex::new(None),
-        independent_commands: false,
-        resume_url: Mutex::new(None),
-    });
+    let shared = new_shared(false);
     let task = tokio::spawn(client::run(config, bus, shared.clone()));
     *shared.task.lock() = Some(task);
     LinkHandle { shared }
 }
 
-/// A link handle with no link behind it: never connected, refuses every command. (Cluster
-/// mode until commands are relayed to the link holder.)
-pub fn detached() -> LinkHandle {
-    let shared = Arc::new(handle::Shared {
+/// The state of a fresh, idle handle; its owner installs the outbound channel, drives the
+/// state and counters, and stores its task (the link task here, the cluster relay there).
+pub(crate) fn new_shared(independent_commands: bool) -> Arc<handle::Shared> {
+    Arc::new(handle::Shared {
         state_tx: watch::channel(LinkState::Idle).0,
         outbound: Mutex::new(None),
         acks: broadcast::channel(ACK_CAPACITY).0,
@@ -70,8 +60,7 @@ pub fn detached() -> LinkHandle {
         shutdown: watch::channel(false).0,
         task: Mutex::new(None),
         stopped: Mutex::new(None),
-        independent_commands: false,
+        independent_commands,
         resume_url: Mutex::new(None),
-    });
-    LinkHandle { shared }
+    })
 }
