@@ -38,6 +38,10 @@ pub struct ClusterSettings {
     /// De-duplication window of the stream: a frame re-published with the same upstream
     /// session + seq within it is stored once. Must cover a failover.
     pub duplicate_window: Duration,
+    /// JetStream object store holding component bytes, named by their sha256.
+    pub components_bucket: String,
+    /// KV bucket with one key per slot: the cluster's current and previous component.
+    pub slots_bucket: String,
 }
 
 impl ClusterSettings {
@@ -58,6 +62,8 @@ impl ClusterSettings {
             stream_max_bytes: 1 << 30,
             stream_max_age: Duration::from_secs(24 * 3600),
             duplicate_window: Duration::from_secs(120),
+            components_bucket: "gateway_components".into(),
+            slots_bucket: "gateway_slots".into(),
         }
     }
 

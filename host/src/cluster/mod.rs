@@ -10,12 +10,16 @@
 //! * [`stream`]: routed SSE frames published to a JetStream stream (de-duplicated by upstream
 //!   session + seq, so a new leader re-publishing an event stores it once) and read back in
 //!   order from any stream sequence, with gaps reported (for SSE `reset`).
-//! * [`config`]: the settings both use.
+//! * [`components`]: policy components cluster-wide — an admin load or rollback on one host
+//!   is stored in NATS (bytes in an object store, per-slot versions in a KV bucket) and
+//!   applied by every host's watcher.
+//! * [`config`]: the settings all of them use.
 //!
 //! **Status**: these building blocks are built and tested against a real `nats-server`
 //! (tests in `tests/tests/cluster_*.rs`), but nothing in `serve` uses them yet: single-host
 //! mode with the in-process bus is unchanged. `docs/cluster.md` says what comes next.
 
+pub mod components;
 pub mod config;
 pub mod lease;
 pub mod stream;
