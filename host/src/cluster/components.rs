@@ -39,6 +39,7 @@ use tokio::time::Instant;
 use super::Nats;
 use super::config::ClusterSettings;
 use crate::policy::component_config::{ComponentConfig, ConfigSource};
+use crate::policy::defaults::default_component;
 use crate::policy::version::{ComponentVersion, sha256_hex, unix_ms};
 use crate::policy::{Policies, SlotKind};
 
@@ -174,17 +175,28 @@ impl ClusterComponents {
         })
     }
 
-    /// Makes `bytes` with `config` the cluster's current version of `kind` (the replaced one
-    /// becomes its previous). Call it after the local load succeeded: the other hosts'
-    /// watchers then load it.
+    /// Makes `bytes` with `config` the cluster's current version of `kind`: the version it
+    /// replaced in the cluster becomes its previous. Call it after the local load succeeded
+    /// (`replaced` = this host's version before the load); the other hosts' watchers then
+    /// load it.
+    ///
+    /// The first admin load of a slot has no cluster version to replace: `replaced` becomes
+    /// the cluster's previous (what a rollback brings back), and its bytes are stored too
+    /// when this host has them (the embedded default). Hosts whose own previous is that
+    /// version roll back without fetching anything.
     pub async fn publish_load(
         &self,
         kind: SlotKind,
         bytes: &[u8],
         config: &ComponentConfig,
+        replaced: &ComponentVersion,
     ) -> anyhow::Result<SlotRecord> {
         let sha256 = sha256_hex(bytes);
         self.inner.store_bytes(&sha256, bytes).await?;
+        let default = default_component(kind);
+        if replaced.sha256() == sha256_hex(default) {
+            self.inner.store_bytes(replaced.sha256(), default).await?;
+        }
         let version = ClusterVersion {
             sha256,
             config: config.pairs.clone(),
@@ -192,11 +204,18 @@ impl ClusterComponents {
             loaded_by: self.inner.holder_id.clone(),
             at_ms: unix_ms(),
         };
+        let replaced = ClusterVersion {
+            sha256: replaced.sha256().to_string(),
+            config: replaced.config().pairs.clone(),
+            config_source: replaced.config().source,
+            loaded_by: self.inner.holder_id.clone(),
+            at_ms: replaced.info().loaded_at_ms,
+        };
         self.inner
             .update_slot(kind, |old| {
                 Ok(SlotRecord {
                     current: version.clone(),
-                    previous: old.map(|r| r.current),
+                    previous: Some(old.map_or_else(|| replaced.clone(), |r| r.current)),
                 })
             })
             .await
