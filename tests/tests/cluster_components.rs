@@ -35,7 +35,7 @@ struct Host {
     policies: Arc<Policies>,
     components: ClusterComponents,
     admin: AdminServer,
-    _nats: Nats,
+    nats: Nats,
 }
 
 impl Host {
@@ -50,7 +50,7 @@ impl Host {
             policies,
             components,
             admin,
-            _nats: nats,
+            nats,
         })
     }
 
@@ -173,6 +173,10 @@ async fn a_load_through_one_host_is_live_on_all_three_and_a_rollback_through_ano
             assert!(h.sync(kind).in_sync);
             assert_eq!(h.sync(kind).failures, 0);
         }
+        // Exactly two writes to the slots bucket (the load, the rollback): what the
+        // watchers applied was not published again.
+        let mut stream = hosts[0].nats.jetstream.get_stream("KV_gateway_slots").await?;
+        assert_eq!(stream.info().await?.state.messages, 2);
         Ok(())
     })
     .await
