@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use gateway_host::cluster::components::{ClusterComponents, SlotSync};
+use gateway_host::cluster::components::{ClusterComponents, METRIC_SYNC_FAILURES, SlotSync};
 use gateway_host::cluster::config::ClusterSettings;
 use gateway_host::cluster::{self, Nats};
 use gateway_host::policy::types::Event;
@@ -239,6 +239,7 @@ async fn a_host_started_after_a_multipart_load_converges_with_its_config() -> an
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_corrupt_object_is_refused_counted_and_retried_while_the_host_keeps_its_version()
 -> anyhow::Result<()> {
+    gateway_host::metrics::install();
     bounded(TEST, "the test", async {
         let server = NatsServer::start()?;
         let a = Host::start(&server, "host-a").await?;
@@ -279,6 +280,8 @@ async fn a_corrupt_object_is_refused_counted_and_retried_while_the_host_keeps_it
         let (_, list) = a.admin.get(Some("rate-limiter")).await?;
         assert_eq!(list["cluster"]["inSync"], json!(false));
         assert!(list["cluster"]["failures"].as_u64() >= Some(2), "{list}");
+        let counted = sync_failures_metric("rate-limiter").context("the failure counter")?;
+        assert!(counted >= 2.0, "{METRIC_SYNC_FAILURES} = {counted}");
 
         // The right bytes under that name: the next retry applies them.
         objects
@@ -298,10 +301,18 @@ async fn a_corrupt_object_is_refused_counted_and_retried_while_the_host_keeps_it
     .await
 }
 
+/// The value of `gateway_cluster_component_sync_failures_total{slot}` in `/metrics`.
+fn sync_failures_metric(slot: &str) -> Option<f64> {
+    let prefix = format!("{METRIC_SYNC_FAILURES}{{slot=\"{slot}\"}} ");
+    gateway_host::metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_rollback_the_cluster_cannot_follow_is_live_here_and_answers_502() -> anyhow::Result<()> {
+async fn a_change_the_cluster_cannot_take_is_live_here_and_answers_502() -> anyhow::Result<()> {
     bounded(TEST, "the test", async {
-        let server = NatsServer::start()?;
+        let mut server = NatsServer::start()?;
         let a = Host::start(&server, "host-a").await?;
         let kind = SlotKind::RateLimiter;
         let default_sha = a.sha(kind);
@@ -323,6 +334,23 @@ async fn a_rollback_the_cluster_cannot_follow_is_live_here_and_answers_502() -> 
             "{body}"
         );
         assert_eq!(a.sha(kind), default_sha, "rolled back on this host");
+
+        // NATS gone: a load is live here, and the answer says it is not cluster-wide.
+        server.kill();
+        let (status, body) = a.admin.put_raw("rate-limiter", HOSTILE_LIMITER).await?;
+        assert_eq!(status, 502, "{body}");
+        assert_eq!(
+            body["error"]["code"],
+            json!("cluster_publish_failed"),
+            "{body}"
+        );
+        let hostile_sha = sha256_hex(HOSTILE_LIMITER);
+        assert_eq!(
+            body["error"]["loaded"]["sha256"],
+            json!(hostile_sha),
+            "{body}"
+        );
+        assert_eq!(a.sha(kind), hostile_sha, "live on this host");
         Ok(())
     })
     .await
