@@ -355,3 +355,43 @@ async fn a_change_the_cluster_cannot_take_is_live_here_and_answers_502() -> anyh
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_component_of_python_size_travels_through_the_object_store() -> anyhow::Result<()> {
+    bounded(TEST, "the test", async {
+        let server = NatsServer::start()?;
+        let hosts = start_hosts(&server, &["host-a", "host-b"]).await?;
+        let kind = SlotKind::RateLimiter;
+        // 20 MiB (a componentize-py component is about 18 MB): not a component, so B's load
+        // refuses it — but only after B fetched every chunk and checked the sha256.
+        let mut big = vec![0u8; 20 << 20];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for b in big.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let started = Instant::now();
+        let replaced = hosts[0].policies.slot(kind).current();
+        hosts[0]
+            .components
+            .publish_load(kind, &big, &Default::default(), &replaced)
+            .await?;
+        let published = started.elapsed();
+        wait_until(Duration::from_secs(60), "B's attempt at the large component", || {
+            hosts[1].sync(kind).failures >= 1
+        })
+        .await?;
+        eprintln!(
+            "20 MiB: published in {published:?}; fetched, checked and refused by B {:?} after the publish started",
+            started.elapsed()
+        );
+        let error = hosts[1].sync(kind).last_error.context("the failure")?;
+        assert!(error.contains("loading it"), "fetched and checked: {error}");
+        assert!(!error.contains("sha256"), "{error}");
+        assert_eq!(hosts[1].sha(kind), replaced.sha256(), "B keeps its version");
+        Ok(())
+    })
+    .await
+}
