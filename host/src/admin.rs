@@ -6,6 +6,11 @@
 //! takes either the raw wasm bytes (the component gets an empty configuration) or
 //! `multipart/form-data` with a `component` part (the wasm) and an optional `config` part
 //! (a flat TOML table). The candidate's `init` sees that configuration before any swap.
+//!
+//! In cluster mode ([`router_with`] given a [`ClusterComponents`]) a load or rollback runs
+//! here first, then is published so every host applies it; a publish that fails after the
+//! local change answers `502 cluster_publish_failed` (live here, not cluster-wide). The
+//! listing adds each slot's `cluster` state.
 
 use std::sync::Arc;
 
@@ -20,28 +25,42 @@ use serde_json::json;
 
 use crate::api_error::ApiError;
 use crate::auth::bearer_token;
+use crate::cluster::components::ClusterComponents;
 use crate::config::Secret;
 use crate::policy::component_config::{ComponentConfig, ConfigSource, MAX_CONFIG_BYTES};
 use crate::policy::wit_version::wit_info;
-use crate::policy::{LoadError, Policies, SlotKind};
+use crate::policy::{LoadError, Policies, SlotInfo, SlotKind};
 
 #[derive(Clone)]
 struct AdminState {
     policies: Arc<Policies>,
     token: Option<Secret>,
     max_component_bytes: usize,
+    cluster: Option<ClusterComponents>,
 }
 
-/// The admin routes.
+/// The admin routes of a single host.
 pub fn router(
     policies: Arc<Policies>,
     token: Option<Secret>,
     max_component_bytes: usize,
 ) -> Router {
+    router_with(policies, token, max_component_bytes, None)
+}
+
+/// The admin routes; with `cluster`, loads and rollbacks are published cluster-wide after
+/// they succeed here, and the listing shows the cluster's versions.
+pub fn router_with(
+    policies: Arc<Policies>,
+    token: Option<Secret>,
+    max_component_bytes: usize,
+    cluster: Option<ClusterComponents>,
+) -> Router {
     let state = AdminState {
         policies,
         token,
         max_component_bytes,
+        cluster,
     };
     // Room for a multipart body: the component, its configuration and the part headers.
     let body_limit = max_component_bytes
@@ -107,7 +126,13 @@ fn parse_slot(slot: &str) -> Result<SlotKind, ApiError> {
 }
 
 async fn list(State(state): State<AdminState>) -> Response {
-    axum::Json(json!({ "wit": wit_info(), "slots": state.policies.infos() })).into_response()
+    let slots: Vec<serde_json::Value> = state
+        .policies
+        .infos()
+        .into_iter()
+        .map(|info| with_cluster(&state, info))
+        .collect();
+    axum::Json(json!({ "wit": wit_info(), "slots": slots })).into_response()
 }
 
 async fn show(
@@ -115,7 +140,32 @@ async fn show(
     Path(slot): Path<String>,
 ) -> Result<Response, ApiError> {
     let kind = parse_slot(&slot)?;
-    Ok(axum::Json(state.policies.slot(kind).info()).into_response())
+    Ok(axum::Json(with_cluster(&state, state.policies.slot(kind).info())).into_response())
+}
+
+/// A slot's info, plus its `cluster` object in cluster mode.
+fn with_cluster(state: &AdminState, info: SlotInfo) -> serde_json::Value {
+    let slot = info.slot;
+    let mut value = serde_json::to_value(info).unwrap_or_default();
+    if let (Some(cluster), Some(object)) = (&state.cluster, value.as_object_mut())
+        && let Some(sync) = cluster.sync_status().into_iter().find(|s| s.slot == slot)
+    {
+        object.insert(
+            "cluster".into(),
+            serde_json::to_value(sync).unwrap_or_default(),
+        );
+    }
+    value
+}
+
+/// The local change succeeded but could not be published.
+fn not_cluster_wide(kind: SlotKind, what: &str, e: &anyhow::Error) -> ApiError {
+    tracing::warn!(slot = %kind, error = %format!("{e:#}"), "admin: {what} is live on this host but was not published to the cluster");
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "cluster_publish_failed",
+        format!("the {what} is live on this host but not cluster-wide: {e:#}"),
+    )
 }
 
 async fn load(
@@ -132,12 +182,26 @@ async fn load(
             "send the component's wasm bytes as the body (or as the `component` part)",
         ));
     }
+    let replaced = state.policies.slot(kind).current();
     match state
         .policies
-        .load(kind, body.to_vec(), "admin".into(), config)
+        .load(kind, body.to_vec(), "admin".into(), config.clone())
         .await
     {
-        Ok(info) => Ok(axum::Json(json!({ "slot": kind, "loaded": info })).into_response()),
+        Ok(info) => {
+            let mut answer = json!({ "slot": kind, "loaded": info });
+            if let Some(cluster) = &state.cluster {
+                let record = cluster
+                    .publish_load(kind, &body, &config, &replaced)
+                    .await
+                    .map_err(|e| {
+                        not_cluster_wide(kind, "component", &e)
+                            .with("loaded", serde_json::to_value(&info).unwrap_or_default())
+                    })?;
+                answer["cluster"] = serde_json::to_value(record).unwrap_or_default();
+            }
+            Ok(axum::Json(answer).into_response())
+        }
         Err(e) => {
             tracing::warn!(slot = %kind, error = %e, "admin: candidate component refused");
             Err(ApiError::new(
@@ -262,7 +326,17 @@ async fn rollback(
 ) -> Result<Response, ApiError> {
     let kind = parse_slot(&slot)?;
     match state.policies.slot(kind).rollback() {
-        Ok(info) => Ok(axum::Json(json!({ "slot": kind, "current": info })).into_response()),
+        Ok(info) => {
+            let mut answer = json!({ "slot": kind, "current": info });
+            if let Some(cluster) = &state.cluster {
+                let record = cluster.publish_rollback(kind).await.map_err(|e| {
+                    not_cluster_wide(kind, "rollback", &e)
+                        .with("current", serde_json::to_value(&info).unwrap_or_default())
+                })?;
+                answer["cluster"] = serde_json::to_value(record).unwrap_or_default();
+            }
+            Ok(axum::Json(answer).into_response())
+        }
         Err(e) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "no_previous_version",

@@ -337,10 +337,11 @@ fn host_health_router(host: &Host) -> Router {
 
 /// Every admin-listener route: the admin API, the operator console, health.
 pub fn admin_router(host: &Host, config: &Config) -> Router {
-    admin::router(
+    admin::router_with(
         host.policies.clone(),
         config.admin_token.clone(),
         config.max_component_bytes,
+        host.cluster.as_ref().map(|c| c.components.clone()),
     )
     .merge(crate::console::router(
         host.series.clone(),
@@ -435,6 +436,7 @@ fn cluster_readiness(
             "lastEventId": hub.last_id().map(|id| id.to_string()),
             "holdsLink": held.is_some(),
             "heldLink": held.map(|l| l.state().as_str()),
+            "componentsInSync": cluster.components.in_sync(),
         },
         "components": components_json(policies),
     });

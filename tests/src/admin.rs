@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use gateway_host::cluster::components::ClusterComponents;
 use gateway_host::config::Secret;
 use gateway_host::policy::Policies;
 use serde_json::Value;
@@ -34,7 +35,21 @@ impl Drop for AdminServer {
 impl AdminServer {
     /// Serve the production admin router (auth, body limit, error shape) for `policies`.
     pub async fn start(policies: Arc<Policies>) -> anyhow::Result<AdminServer> {
-        let app = gateway_host::admin::router(policies, Some(Secret::new(ADMIN_TOKEN)), 64 << 20);
+        AdminServer::start_with(policies, None).await
+    }
+
+    /// The admin router of one cluster host: loads and rollbacks go cluster-wide through
+    /// `cluster` (see `gateway_host::admin::router_with`).
+    pub async fn start_with(
+        policies: Arc<Policies>,
+        cluster: Option<ClusterComponents>,
+    ) -> anyhow::Result<AdminServer> {
+        let app = gateway_host::admin::router_with(
+            policies,
+            Some(Secret::new(ADMIN_TOKEN)),
+            64 << 20,
+            cluster,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
@@ -45,6 +60,16 @@ impl AdminServer {
             task,
             timeout: TIMEOUT,
         })
+    }
+
+    /// A client for the admin API of a host served elsewhere at `addr` (whose admin token
+    /// is [`ADMIN_TOKEN`]); nothing is served by this value.
+    pub fn at(addr: SocketAddr) -> AdminServer {
+        AdminServer {
+            addr,
+            task: tokio::spawn(async {}),
+            timeout: TIMEOUT,
+        }
     }
 
     /// The same server with another bound on each exchange (components that take long to

@@ -23,8 +23,7 @@ use tokio::task::JoinHandle;
 use crate::commands::test_config;
 use crate::{TOKEN, fast_link_config, wait_until};
 
-/// The admin token of cluster test hosts.
-pub const ADMIN_TOKEN: &str = "cluster-test-admin-token";
+use crate::admin::ADMIN_TOKEN;
 
 /// Cluster settings with test timings.
 pub fn fast_cluster(nats_url: &str, host_id: &str) -> ClusterSettings {
@@ -105,6 +104,11 @@ impl ClusterHost {
             stop: Some(stop),
             task: Some(task),
         })
+    }
+
+    /// A client of this host's admin API.
+    pub fn admin(&self) -> anyhow::Result<crate::admin::AdminServer> {
+        Ok(crate::admin::AdminServer::at(self.admin_addr.parse()?))
     }
 
     /// Whether this host holds the upstream link now.

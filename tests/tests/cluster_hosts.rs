@@ -411,3 +411,67 @@ async fn commands_posted_to_hosts_without_the_link_are_delivered_once_and_limite
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_loaded_on_one_host_is_live_on_all_three_within_seconds() -> anyhow::Result<()>
+{
+    use gateway_host::policy::version::sha256_hex;
+    use gateway_tests::policy::REDACTING_ROUTER;
+    let nats = NatsServer::start()?;
+    let sim = start_sim().await?;
+    let hosts = three_hosts(&nats, &sim, |_| {}).await?;
+    let refs: Vec<&ClusterHost> = hosts.iter().collect();
+    let holder = wait_one_holder(&refs).await?;
+    let mut clients = Vec::new();
+    for h in &hosts {
+        clients.push(open(h, None).await?);
+    }
+    // Loaded through a host that does not hold the link (which is where routing happens).
+    let loader = &hosts[(holder + 1) % 3];
+    let sha = sha256_hex(REDACTING_ROUTER);
+    let started = std::time::Instant::now();
+    let (status, body) = loader
+        .admin()?
+        .put_with_config(
+            "event-router",
+            REDACTING_ROUTER,
+            "tag = \"cluster-wide\"\ntrap-every = 0\n",
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let live_sha = |h: &ClusterHost| -> anyhow::Result<String> {
+        let readyz = h.cluster.components.sync_status();
+        let router = readyz
+            .iter()
+            .find(|s| s.slot == gateway_host::policy::SlotKind::EventRouter)
+            .ok_or_else(|| anyhow::anyhow!("event-router sync status"))?;
+        Ok(router.local_sha256.clone())
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "the new router live on all three hosts",
+        || hosts.iter().all(|h| live_sha(h).is_ok_and(|s| s == sha)),
+    )
+    .await?;
+    eprintln!(
+        "component live on all three hosts {:?} after the PUT",
+        started.elapsed()
+    );
+    // Its effect is seen from every host: events are routed (on the holder) by it.
+    sim.control().emit(30);
+    for (i, c) in clients.iter_mut().enumerate() {
+        let events = read(c, 30).await?;
+        let messages: Vec<_> = events
+            .iter()
+            .filter(|(_, name, _)| name == "MESSAGE_CREATE")
+            .collect();
+        assert!(!messages.is_empty(), "the simulator sends messages");
+        assert!(
+            messages
+                .iter()
+                .all(|(_, _, d)| d["data"]["redactedBy"] == "cluster-wide"),
+            "host {i} serves the new router's frames"
+        );
+    }
+    Ok(())
+}

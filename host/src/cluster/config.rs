@@ -39,6 +39,10 @@ pub struct ClusterSettings {
     /// How often the link holder publishes its link status for the command relays; a
     /// relay whose last status is older than three periods holds commands back.
     pub command_status_every: Duration,
+    /// JetStream object store holding component bytes, named by their sha256.
+    pub components_bucket: String,
+    /// KV bucket with one key per slot: the cluster's current and previous component.
+    pub slots_bucket: String,
 }
 
 impl ClusterSettings {
@@ -60,6 +64,8 @@ impl ClusterSettings {
             stream_max_age: Duration::from_secs(24 * 3600),
             duplicate_window: Duration::from_secs(120),
             command_status_every: Duration::from_millis(250),
+            components_bucket: "gateway_components".into(),
+            slots_bucket: "gateway_slots".into(),
         }
     }
 

@@ -21,12 +21,16 @@
 //!   limiter slot) and [`command_wire`] (their subjects and messages).
 //! * [`runtime`]: the parts started together by `serve` (`[cluster]`, `GATEWAY_NATS_URL`);
 //!   [`settings_file`] reads that table.
+//! * [`components`]: policy components cluster-wide — an admin load or rollback on one host
+//!   is stored in NATS (bytes in an object store, per-slot versions in a KV bucket) and
+//!   applied by every host's watcher.
 //!
 //! Every host serves SSE from the stream (`crate::sse::catch_up`). See `docs/cluster.md`.
 
 pub mod command_server;
 pub mod command_wire;
 pub mod commands;
+pub mod components;
 pub mod config;
 pub mod holder;
 pub mod lease;

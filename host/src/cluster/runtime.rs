@@ -37,11 +37,14 @@ pub struct ClusterRuntime {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Serves relayed commands while this host holds the link (kept until shutdown).
     command_server: Mutex<Option<super::CommandServer>>,
+    /// Admin loads and rollbacks, cluster-wide.
+    pub components: super::components::ClusterComponents,
 }
 
 impl ClusterRuntime {
-    /// Connects to NATS, opens (or creates) the stream, and starts contending for the
-    /// link. Fails when NATS cannot be reached within the request timeout.
+    /// Connects to NATS, opens (or creates) the stream, starts following the cluster's
+    /// components (the policies converge to the cluster's versions), and starts contending
+    /// for the link. Fails when NATS cannot be reached within the request timeout.
     pub async fn start(
         settings: ClusterSettings,
         upstream: Upstream,
@@ -50,6 +53,8 @@ impl ClusterRuntime {
         settings.validate()?;
         let nats = connect(&settings.nats_url, settings.request_timeout).await?;
         let stream = FrameStream::open(&nats.jetstream, &settings).await?;
+        let components =
+            super::components::ClusterComponents::start(&nats, &settings, policies.clone()).await?;
         let lease = lease::spawn(nats.jetstream.clone(), settings.clone());
         let holder = holder::spawn(
             upstream,
@@ -69,6 +74,7 @@ impl ClusterRuntime {
             lease: Mutex::new(Some(lease)),
             tasks: Mutex::new(Vec::new()),
             command_server: Mutex::new(None),
+            components,
         })
     }
 

@@ -29,6 +29,8 @@ pub struct ClusterFile {
     pub stream_max_age_s: Option<u64>,
     pub duplicate_window_s: Option<u64>,
     pub command_status_every_ms: Option<u64>,
+    pub components_bucket: Option<String>,
+    pub slots_bucket: Option<String>,
 }
 
 impl ClusterFile {
@@ -87,6 +89,12 @@ impl ClusterFile {
         }
         if let Some(v) = self.stream_max_age_s {
             s.stream_max_age = Duration::from_secs(v);
+        }
+        if let Some(v) = &self.components_bucket {
+            s.components_bucket = v.clone();
+        }
+        if let Some(v) = &self.slots_bucket {
+            s.slots_bucket = v.clone();
         }
         if let Some(v) = self.command_status_every_ms {
             s.command_status_every = ms(v);

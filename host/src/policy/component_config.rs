@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::watch::{ReadError, read_component_file};
 
@@ -19,7 +19,7 @@ use super::watch::{ReadError, read_component_file};
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
 /// Where a version's configuration came from (`configSource` in the admin API).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConfigSource {
     /// The host config file's `[policy.slots.<slot>] config`.
