@@ -151,7 +151,8 @@ pub struct Subscription {
     pub guard: SubscriberGuard,
     /// Cluster mode: the client resumes from before what the ring holds (or from ahead of
     /// this host) and first catches up from the stream.
-    pub catch_up: Option<super::catch_up::CatchUp>,
+    /// (Boxed: a rare, large state that must not grow every client's stream.)
+    pub catch_up: Option<Box<super::catch_up::CatchUp>>,
 }
 
 /// Unsubscribes and frees the client's slot when dropped.
@@ -384,13 +385,13 @@ impl StreamHub {
             tx,
         };
         let catch_up = match (catch_up_from, &inner.cluster) {
-            (Some(have), Some(stream)) => Some(super::catch_up::CatchUp::new(
+            (Some(have), Some(stream)) => Some(Box::new(super::catch_up::CatchUp::new(
                 self.clone(),
                 stream.clone(),
                 have,
                 subscriber,
                 last_event_id.unwrap_or_default(),
-            )),
+            ))),
             _ => {
                 state.subscribers.push(subscriber);
                 None

@@ -33,7 +33,7 @@ struct ClientStream {
     prelude: Option<Bytes>,
     replay: VecDeque<Arc<Frame>>,
     sub: Subscription,
-    catch_up: Option<CatchUp>,
+    catch_up: Option<Box<CatchUp>>,
     heartbeat: Interval,
     done: bool,
 }
@@ -79,7 +79,8 @@ impl ClientStream {
                 self.done = true;
                 return Some(Bytes::from_static(SHUTDOWN));
             }
-            match catch_up.step().await {
+            // Boxed: the catch-up's read state must not grow every client's future.
+            match Box::pin(catch_up.step()).await {
                 Step::Chunk(bytes) => return Some(bytes),
                 Step::Joined(replay) => {
                     self.catch_up = None;
