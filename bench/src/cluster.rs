@@ -13,17 +13,14 @@
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use gateway_sim::{SimConfig, Simulator};
 use gateway_tests::nats::NatsServer;
 use gateway_tests::sse_client::get;
-use hdrhistogram::Histogram;
 
-use crate::{Clock, HostProcess, LINK, free_port, host_binary, open_stream, read_client, token};
+use crate::{HostProcess, LINK, free_port, host_binary, token};
 
 /// A cluster-mode host process.
 async fn start_cluster_host(
@@ -126,48 +123,10 @@ pub async fn fan_out(
     let sim = Simulator::start(SimConfig::new(LINK)).await?;
     let cluster = start_cluster(&sim.url(), lease_ttl_ms).await?;
     cluster.holder(Duration::from_secs(15)).await?;
-    let total = (rate * (secs + 2)) as usize;
-    let clock = Arc::new(Clock {
-        start: Instant::now(),
-        sent: (0..total + 2).map(|_| AtomicU64::new(0)).collect(),
-    });
-    let warmup_seq = rate * 2;
-    let stop = Arc::new(AtomicBool::new(false));
-    let dropped = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for i in 0..clients {
-        let stream = open_stream(&cluster.addr(i % 3)?, &token(i)?).await?;
-        let (clock, stop, dropped) = (clock.clone(), stop.clone(), dropped.clone());
-        tasks.push(tokio::spawn(read_client(
-            stream, clock, stop, dropped, warmup_seq,
-        )));
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let emit_secs = crate::emit(&sim, &clock, rate, total).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut merged = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
-    let mut delivered = 0u64;
-    for t in tasks {
-        let (h, n) = t.await??;
-        merged.add(&h)?;
-        delivered += n;
-    }
-    let measured = (total as u64 - warmup_seq) * clients as u64;
-    println!(
-        "| cluster of 3: {rate} × {clients} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {} |",
-        merged.value_at_quantile(0.50) as f64 / 1e6,
-        merged.value_at_quantile(0.95) as f64 / 1e6,
-        merged.value_at_quantile(0.99) as f64 / 1e6,
-        merged.max() as f64 / 1e6,
-        (total as u64 * clients as u64) as f64 / emit_secs,
-        dropped.load(Ordering::Relaxed),
-        if delivered == measured {
-            "all".to_string()
-        } else {
-            format!("{delivered}/{measured}")
-        },
-    );
+    let addrs = (0..3)
+        .map(|i| cluster.addr(i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    crate::measure(&sim, &addrs, rate, clients, secs, "cluster of 3: ").await?;
     drop(cluster);
     sim.shutdown().await;
     Ok(())

@@ -210,6 +210,30 @@ struct Clock {
 async fn latency(rate: u64, clients: usize, secs: u64) -> anyhow::Result<()> {
     let sim = Simulator::start(SimConfig::new(LINK)).await?;
     let host = start_host(&sim.url()).await?;
+    measure(
+        &sim,
+        std::slice::from_ref(&host.addr),
+        rate,
+        clients,
+        secs,
+        "",
+    )
+    .await?;
+    drop(host);
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// Opens `clients` streams spread round-robin over `addrs`, emits at `rate` for `secs`
+/// (plus a 2 s warm-up), and prints the table row (`label` before the load).
+async fn measure(
+    sim: &gateway_sim::SimHandle,
+    addrs: &[String],
+    rate: u64,
+    clients: usize,
+    secs: u64,
+    label: &str,
+) -> anyhow::Result<()> {
     let total = (rate * (secs + 2)) as usize;
     let clock = Arc::new(Clock {
         start: Instant::now(),
@@ -220,18 +244,17 @@ async fn latency(rate: u64, clients: usize, secs: u64) -> anyhow::Result<()> {
     let dropped = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for i in 0..clients {
-        let stream = open_stream(&host.addr, &token(i)?).await?;
+        let stream = open_stream(&addrs[i % addrs.len()], &token(i)?).await?;
         let (clock, stop, dropped) = (clock.clone(), stop.clone(), dropped.clone());
         tasks.push(tokio::spawn(read_client(
             stream, clock, stop, dropped, warmup_seq,
         )));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let base_seq = sim.control().session().1;
-    if base_seq != 0 {
+    if sim.control().session().1 != 0 {
         bail!("the simulator already emitted events");
     }
-    let emit_secs = emit(&sim, &clock, rate, total).await;
+    let emit_secs = emit(sim, &clock, rate, total).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     let mut merged = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
@@ -243,7 +266,7 @@ async fn latency(rate: u64, clients: usize, secs: u64) -> anyhow::Result<()> {
     }
     let measured = (total as u64 - warmup_seq) * clients as u64;
     println!(
-        "| {rate} × {clients} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {} |",
+        "| {label}{rate} × {clients} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {} |",
         merged.value_at_quantile(0.50) as f64 / 1e6,
         merged.value_at_quantile(0.95) as f64 / 1e6,
         merged.value_at_quantile(0.99) as f64 / 1e6,
@@ -256,8 +279,6 @@ async fn latency(rate: u64, clients: usize, secs: u64) -> anyhow::Result<()> {
             format!("{delivered}/{measured}")
         },
     );
-    drop(host);
-    sim.shutdown().await;
     Ok(())
 }
 

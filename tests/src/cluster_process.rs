@@ -2,7 +2,7 @@
 //! must kill a host the hard way (SIGKILL) or measure a failover between processes.
 //!
 //! Each child gets free loopback ports, the cluster's NATS URL, its host id, the upstream
-//! link and a configuration file with fast lease timings (TTL 1 s, acquire every 100 ms).
+//! link and a configuration file with fast lease timings (TTL 2 s, acquire every 100 ms).
 //! Observed only through its HTTP routes (`/readyz` says whether it holds the link).
 
 use std::io::Write as _;
@@ -18,7 +18,7 @@ pub const JWT_SECRET: &str = "cluster-process-secret-of-at-least-32-bytes";
 
 /// The configuration file every child reads.
 const CONFIG: &str =
-    "[cluster]\nlease-ttl-ms = 1000\nrenew-every-ms = 250\nacquire-every-ms = 100\n";
+    "[cluster]\nlease-ttl-ms = 2000\nrenew-every-ms = 500\nacquire-every-ms = 100\n";
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

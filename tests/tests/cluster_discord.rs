@@ -13,6 +13,34 @@ use gateway_tests::wait_until;
 
 const T: Duration = Duration::from_secs(15);
 
+/// Reads until `contents` holds `n` messages: their contents and upstream seqs, and the
+/// name of every event read.
+async fn read_messages(
+    client: &mut gateway_tests::sse_client::SseResponse,
+    n: usize,
+    contents: &mut Vec<String>,
+    seqs: &mut Vec<u64>,
+    names: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    while contents.len() < n {
+        let (_, name, data) = client
+            .next_event(T)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("ended"))?;
+        if name == "MESSAGE_CREATE" {
+            contents.push(
+                data["data"]["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            seqs.push(data["upstreamSeq"].as_u64().unwrap_or(0));
+        }
+        names.push(name);
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_holder_resumes_the_discord_session_of_the_previous_one() -> anyhow::Result<()> {
     let nats = NatsServer::start()?;
@@ -45,22 +73,7 @@ async fn a_new_holder_resumes_the_discord_session_of_the_previous_one() -> anyho
     for i in 0..10 {
         fake.control().message_create(CHANNEL, &format!("m{i}"));
     }
-    while contents.len() < 10 {
-        let (_, name, data) = client
-            .next_event(T)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("ended"))?;
-        if name == "MESSAGE_CREATE" {
-            contents.push(
-                data["data"]["content"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            );
-            seqs.push(data["upstreamSeq"].as_u64().unwrap_or(0));
-        }
-        names.push(name);
-    }
+    read_messages(&mut client, 10, &mut contents, &mut seqs, &mut names).await?;
     let identifies = fake.control().identifies();
     let old = hosts.remove(holder);
     old.stop().await?;
@@ -70,22 +83,7 @@ async fn a_new_holder_resumes_the_discord_session_of_the_previous_one() -> anyho
     }
     let refs: Vec<&ClusterHost> = hosts.iter().collect();
     wait_one_holder(&refs).await?;
-    while contents.len() < 20 {
-        let (_, name, data) = client
-            .next_event(T)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("ended"))?;
-        if name == "MESSAGE_CREATE" {
-            contents.push(
-                data["data"]["content"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            );
-            seqs.push(data["upstreamSeq"].as_u64().unwrap_or(0));
-        }
-        names.push(name);
-    }
+    read_messages(&mut client, 20, &mut contents, &mut seqs, &mut names).await?;
     assert_eq!(
         contents,
         (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>(),

@@ -515,19 +515,12 @@ async fn open_slots_bucket(
     js: &async_nats::jetstream::Context,
     bucket: &str,
 ) -> anyhow::Result<kv::Store> {
-    let config = stream::Config {
-        name: format!("KV_{bucket}"),
-        description: Some("gateway-host policy components per slot".into()),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 10,
-        storage: stream::StorageType::File,
-        discard: stream::DiscardPolicy::New,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        num_replicas: 1,
-        ..Default::default()
-    };
+    let config = super::kv_stream_config(
+        bucket,
+        "gateway-host policy components per slot",
+        10,
+        Duration::ZERO,
+    );
     if let Err(e) = js.create_stream(config).await {
         // Exists already (perhaps created with other settings): use it as it is.
         tracing::debug!(error = %e, bucket, "cluster: slots bucket not created; opening it");

@@ -25,7 +25,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{kv, stream};
+use async_nats::jetstream::kv;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
@@ -67,24 +67,13 @@ pub async fn open_bucket(
     js: &async_nats::jetstream::Context,
     settings: &ClusterSettings,
 ) -> anyhow::Result<kv::Store> {
-    // The KV bucket is a stream with the KV conventions. It is created as a stream because
-    // async-nats' `create_key_value` first queries the account info, whose reply from
-    // nats-server 2.9 this client version cannot parse.
     let bucket = &settings.lease_bucket;
-    let config = stream::Config {
-        name: format!("KV_{bucket}"),
-        description: Some("gateway-host link-holder lease".into()),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        max_age: settings.lease_ttl,
-        storage: stream::StorageType::File,
-        discard: stream::DiscardPolicy::New,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        num_replicas: 1,
-        ..Default::default()
-    };
+    let config = super::kv_stream_config(
+        bucket,
+        "gateway-host link-holder lease",
+        1,
+        settings.lease_ttl,
+    );
     let created = match js.create_stream(config).await {
         Ok(_) => js
             .get_key_value(bucket.clone())

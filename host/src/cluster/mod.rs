@@ -73,6 +73,36 @@ pub async fn connect(url: &str, timeout: Duration) -> anyhow::Result<Nats> {
     Ok(Nats { client, jetstream })
 }
 
+/// The stream behind a KV bucket (`KV_<bucket>`, subjects `$KV.<bucket>.>`, rollups
+/// allowed, deletes denied, direct get), keeping `history` values per key, each at most
+/// `max_age` old (zero: no limit).
+///
+/// KV buckets are created as streams in this layout and then opened with
+/// `get_key_value`: async-nats' `create_key_value` first queries the account info, whose
+/// reply from nats-server 2.9 this client version cannot parse.
+pub fn kv_stream_config(
+    bucket: &str,
+    description: &str,
+    history: i64,
+    max_age: Duration,
+) -> async_nats::jetstream::stream::Config {
+    use async_nats::jetstream::stream;
+    stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(description.into()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: history,
+        max_age,
+        storage: stream::StorageType::File,
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: 1,
+        ..Default::default()
+    }
+}
+
 /// `url` without credentials (`nats://user:secret@host` → `nats://…@host`), for messages.
 pub fn redacted_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

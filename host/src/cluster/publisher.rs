@@ -15,8 +15,6 @@
 
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
-
 use super::lease::ResumePoint;
 use super::stream::{FrameStream, RoutedFrame};
 use crate::bus::{BusEvent, RecvError, Subscription};
@@ -114,7 +112,9 @@ async fn route(
                 });
             }
             if let RouteDecision::Deliver { topics, payload } = verdict.value {
-                let replacement = payload.as_deref().and_then(|p| parse_payload(p, event));
+                let replacement = payload
+                    .as_deref()
+                    .and_then(|p| crate::sse::hub::parse_payload(p, event));
                 tracing::debug!(event = "event.routed", trace_id = %event.trace_id, topics = ?topics, "event routed for the cluster");
                 frames.push(RoutedFrame {
                     upstream: ResumePoint {
@@ -165,14 +165,4 @@ async fn publish_all(stream: &FrameStream, frames: &[RoutedFrame]) -> anyhow::Re
 fn received_ms(event: &BusEvent) -> u64 {
     let age = event.received_at.elapsed().as_millis() as u64;
     crate::policy::version::unix_ms().saturating_sub(age)
-}
-
-fn parse_payload(payload: &str, event: &BusEvent) -> Option<Box<RawValue>> {
-    match RawValue::from_string(payload.to_string()) {
-        Ok(raw) => Some(raw),
-        Err(e) => {
-            tracing::warn!(trace_id = %event.trace_id, error = %e, "router returned a payload that is not JSON; sending the original");
-            None
-        }
-    }
 }

@@ -611,7 +611,9 @@ async fn route_batch(
     }
 }
 
-fn parse_payload(payload: &str, event: &BusEvent) -> Option<Box<RawValue>> {
+/// The router's replacement payload as raw JSON (`None`, logged: not JSON; the original
+/// is sent). Also used by the cluster's publisher.
+pub(crate) fn parse_payload(payload: &str, event: &BusEvent) -> Option<Box<RawValue>> {
     match RawValue::from_string(payload.to_string()) {
         Ok(raw) => Some(raw),
         Err(e) => {
