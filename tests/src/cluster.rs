@@ -129,16 +129,7 @@ impl ClusterHost {
 
     /// `Authorization` header value for `sub` granting `topics` and every command.
     pub fn bearer(&self, sub: &str, topics: &[&str]) -> String {
-        let token = self
-            .auth
-            .mint(
-                sub,
-                topics.iter().map(|t| t.to_string()).collect(),
-                vec!["*".into()],
-                Duration::from_secs(600),
-            )
-            .expect("mint");
-        format!("Bearer {token}")
+        format!("Bearer {}", crate::token_for(&self.auth, sub, topics))
     }
 
     /// Graceful shutdown (releases the lease); waits for the host to stop.

@@ -50,15 +50,7 @@ impl TestHost {
 
     /// A token for `sub` granting `topics` and every command.
     pub fn token(&self, sub: &str, topics: &[&str]) -> String {
-        self.host()
-            .auth
-            .mint(
-                sub,
-                topics.iter().map(|t| t.to_string()).collect(),
-                vec!["*".into()],
-                Duration::from_secs(600),
-            )
-            .expect("mint")
+        crate::token_for(&self.host().auth, sub, topics)
     }
 
     /// `Authorization` header value for a token granting `topics`.

@@ -28,6 +28,17 @@ use gateway_sim::{SimConfig, SimHandle, Simulator};
 /// The token the test simulators accept.
 pub const TOKEN: &str = "test-link-token";
 
+/// A token from `auth` for `sub` granting `topics` and every command, valid 10 minutes.
+pub fn token_for(auth: &gateway_host::auth::Authenticator, sub: &str, topics: &[&str]) -> String {
+    auth.mint(
+        sub,
+        topics.iter().map(|t| t.to_string()).collect(),
+        vec!["*".into()],
+        Duration::from_secs(600),
+    )
+    .expect("mint")
+}
+
 /// A simulator on a free loopback port, events on request only.
 pub async fn start_sim() -> anyhow::Result<SimHandle> {
     Simulator::start(SimConfig::new(TOKEN)).await

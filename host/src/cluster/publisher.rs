@@ -18,7 +18,6 @@ use std::sync::Arc;
 use super::lease::ResumePoint;
 use super::stream::{FrameStream, RoutedFrame};
 use crate::bus::{BusEvent, RecvError, Subscription};
-use crate::event_meta::policy_event;
 use crate::policy::{Policies, RouteDecision};
 use crate::sse::frame::{self, stored_body, stored_loss_body};
 
@@ -82,59 +81,50 @@ async fn route(
     resumable: bool,
     resume_url: Option<String>,
 ) -> Vec<RoutedFrame> {
-    let events = Arc::new(batch.iter().map(|e| policy_event(e)).collect::<Vec<_>>());
     let mut frames = Vec::with_capacity(batch.len());
-    let mut from = 0;
-    while from < batch.len() {
-        let verdicts = policies.route_events(events.clone(), from).await;
-        if verdicts.is_empty() {
-            break;
+    crate::sse::hub::route_each(policies, batch, |event, meta, verdict| {
+        let received_ms = received_ms(event);
+        if let Some(why) = event.loss_before {
+            frames.push(RoutedFrame {
+                upstream: ResumePoint {
+                    session: event.session_id.to_string(),
+                    seq: event.seq.saturating_sub(1),
+                    resume_url: resume_url.clone(),
+                },
+                topics: Vec::new(),
+                to_all: true,
+                body: stored_loss_body(
+                    frame::CAUSE_UPSTREAM_LOSS,
+                    &format!("events were lost upstream: {why}"),
+                ),
+                received_ms,
+                loss: true,
+                resumable,
+            });
         }
-        for verdict in verdicts {
-            let (event, meta) = (&batch[from], &events[from].meta);
-            let received_ms = received_ms(event);
-            if let Some(why) = event.loss_before {
-                frames.push(RoutedFrame {
-                    upstream: ResumePoint {
-                        session: event.session_id.to_string(),
-                        seq: event.seq.saturating_sub(1),
-                        resume_url: resume_url.clone(),
-                    },
-                    topics: Vec::new(),
-                    to_all: true,
-                    body: stored_loss_body(
-                        frame::CAUSE_UPSTREAM_LOSS,
-                        &format!("events were lost upstream: {why}"),
-                    ),
-                    received_ms,
-                    loss: true,
-                    resumable,
-                });
-            }
-            if let RouteDecision::Deliver { topics, payload } = verdict.value {
-                let replacement = payload
-                    .as_deref()
-                    .and_then(|p| crate::sse::hub::parse_payload(p, event));
-                tracing::debug!(event = "event.routed", trace_id = %event.trace_id, topics = ?topics, "event routed for the cluster");
-                frames.push(RoutedFrame {
-                    upstream: ResumePoint {
-                        session: event.session_id.to_string(),
-                        seq: event.seq,
-                        resume_url: resume_url.clone(),
-                    },
-                    topics,
-                    to_all: false,
-                    body: stored_body(event, meta, replacement.as_deref()),
-                    received_ms,
-                    loss: false,
-                    resumable,
-                });
-            } else {
-                tracing::debug!(event = "event.dropped", trace_id = %event.trace_id, "event dropped by the router");
-            }
-            from += 1;
+        if let RouteDecision::Deliver { topics, payload } = verdict.value {
+            let replacement = payload
+                .as_deref()
+                .and_then(|p| crate::sse::hub::parse_payload(p, event));
+            tracing::debug!(event = "event.routed", trace_id = %event.trace_id, topics = ?topics, "event routed for the cluster");
+            frames.push(RoutedFrame {
+                upstream: ResumePoint {
+                    session: event.session_id.to_string(),
+                    seq: event.seq,
+                    resume_url: resume_url.clone(),
+                },
+                topics,
+                to_all: false,
+                body: stored_body(event, meta, replacement.as_deref()),
+                received_ms,
+                loss: false,
+                resumable,
+            });
+        } else {
+            tracing::debug!(event = "event.dropped", trace_id = %event.trace_id, "event dropped by the router");
         }
-    }
+    })
+    .await;
     frames
 }
 

@@ -238,7 +238,7 @@ pub async fn feed_from_stream(hub: StreamHub, stream: FrameStream, legacy: Optio
                     {
                         bus.publish(Arc::new(event));
                     }
-                    hub.publish_stored(Arc::new(stored_frame(f)));
+                    hub.publish(Arc::new(stored_frame(f)));
                 }
                 Some(Ok(ReadItem::Gap {
                     expected,
@@ -251,7 +251,7 @@ pub async fn feed_from_stream(hub: StreamHub, stream: FrameStream, legacy: Optio
                     );
                     metrics::counter!("gateway_sse_resets_total", "cause" => CAUSE_STREAM_LIMITS)
                         .increment(1);
-                    hub.publish_stored(Arc::new(stream_limits_reset(next_available - 1)));
+                    hub.publish(Arc::new(stream_limits_reset(next_available - 1)));
                     start = StartAt::Sequence(next_available);
                 }
                 Some(Err(e)) => {

@@ -44,7 +44,8 @@ use super::replay::{ReplayRing, ResumePoint};
 use crate::bus::{Bus, BusEvent, RecvError, Subscription as BusSubscription};
 use crate::console::latency::LatencyWindow;
 use crate::event_meta::policy_event;
-use crate::policy::{Policies, RouteDecision};
+use crate::policy::types::EventMeta;
+use crate::policy::{Policies, RouteDecision, Verdict};
 
 /// Bus queue of the hub itself (it drains in batches, so this is rarely more than a few).
 const HUB_BUS_CAPACITY: usize = 65_536;
@@ -446,11 +447,6 @@ impl StreamHub {
         self.inner.state.lock().subscribers.push(subscriber);
     }
 
-    /// A frame read back from the cluster's stream, or a loss: record and fan out.
-    pub(super) fn publish_stored(&self, frame: Arc<Frame>) -> u64 {
-        self.publish(frame)
-    }
-
     fn take_user_slot(&self, user: &str) -> Result<UserSlot, SubscribeError> {
         let mut per_user = self.inner.per_user.lock();
         let n = per_user.entry(user.to_string()).or_insert(0);
@@ -476,9 +472,9 @@ impl StreamHub {
         self.publish(Arc::new(Frame::loss(id, cause, reason)));
     }
 
-    /// Record `frame` and offer it to every matching subscriber.
-    /// Returns how many subscribers got it.
-    fn publish(&self, frame: Arc<Frame>) -> u64 {
+    /// Record `frame` and offer it to every matching subscriber (the bus's routed events,
+    /// or in cluster mode the stream's frames). Returns how many subscribers got it.
+    pub(super) fn publish(&self, frame: Arc<Frame>) -> u64 {
         let mut state = self.inner.state.lock();
         state.next_seq = frame.id.seq + 1;
         state.ring.push(frame.clone());
@@ -566,6 +562,52 @@ async fn route_batch(
     batch: &[Arc<BusEvent>],
     next_seq: &mut u64,
 ) {
+    route_each(policies, batch, |event, meta, verdict| {
+        if let Some(why) = event.loss_before {
+            hub.publish_loss(
+                next_seq,
+                frame::CAUSE_UPSTREAM_LOSS,
+                &format!("events were lost upstream: {why}"),
+            );
+        }
+        let answered_by = verdict.answered_by();
+        match verdict.value {
+            RouteDecision::Deliver { topics, payload } => {
+                let id = EventId {
+                    epoch: hub.inner.epoch,
+                    seq: *next_seq,
+                };
+                *next_seq += 1;
+                tracing::debug!(event = "event.routed", trace_id = %event.trace_id, %id, topics = ?topics, fallback = verdict.fallback.is_some(), answered_by, "event routed");
+                let replacement = payload.as_deref().and_then(|p| parse_payload(p, event));
+                let clients = hub.publish(Arc::new(Frame::build(
+                    id,
+                    event,
+                    meta,
+                    topics,
+                    replacement.as_deref(),
+                )));
+                let latency_ms = event.received_at.elapsed().as_secs_f64() * 1000.0;
+                tracing::debug!(event = "event.delivered", trace_id = %event.trace_id, %id, clients, latency_ms, "event delivered");
+            }
+            RouteDecision::Drop => {
+                tracing::debug!(event = "event.dropped", trace_id = %event.trace_id, fallback = verdict.fallback.is_some(), answered_by, "event dropped by the router");
+            }
+        }
+    })
+    .await;
+}
+
+/// Routes `batch` through the router slot in as few hops as possible and hands each
+/// event's verdict to `on`, in order, as soon as its hop is back: a hop ends after about
+/// one call deadline, so a failing router delays the events behind it by one deadline at
+/// most, not by one deadline per event. Shared by the single-host hub and the cluster's
+/// publisher.
+pub(crate) async fn route_each(
+    policies: &Arc<Policies>,
+    batch: &[Arc<BusEvent>],
+    mut on: impl FnMut(&Arc<BusEvent>, &EventMeta, Verdict<RouteDecision>),
+) {
     let events = Arc::new(batch.iter().map(|e| policy_event(e)).collect::<Vec<_>>());
     let mut from = 0;
     while from < batch.len() {
@@ -574,38 +616,7 @@ async fn route_batch(
             return;
         }
         for verdict in verdicts {
-            let (event, meta) = (&batch[from], &events[from].meta);
-            if let Some(why) = event.loss_before {
-                hub.publish_loss(
-                    next_seq,
-                    frame::CAUSE_UPSTREAM_LOSS,
-                    &format!("events were lost upstream: {why}"),
-                );
-            }
-            let answered_by = verdict.answered_by();
-            match verdict.value {
-                RouteDecision::Deliver { topics, payload } => {
-                    let id = EventId {
-                        epoch: hub.inner.epoch,
-                        seq: *next_seq,
-                    };
-                    *next_seq += 1;
-                    tracing::debug!(event = "event.routed", trace_id = %event.trace_id, %id, topics = ?topics, fallback = verdict.fallback.is_some(), answered_by, "event routed");
-                    let replacement = payload.as_deref().and_then(|p| parse_payload(p, event));
-                    let clients = hub.publish(Arc::new(Frame::build(
-                        id,
-                        event,
-                        meta,
-                        topics,
-                        replacement.as_deref(),
-                    )));
-                    let latency_ms = event.received_at.elapsed().as_secs_f64() * 1000.0;
-                    tracing::debug!(event = "event.delivered", trace_id = %event.trace_id, %id, clients, latency_ms, "event delivered");
-                }
-                RouteDecision::Drop => {
-                    tracing::debug!(event = "event.dropped", trace_id = %event.trace_id, fallback = verdict.fallback.is_some(), answered_by, "event dropped by the router");
-                }
-            }
+            on(&batch[from], &events[from].meta, verdict);
             from += 1;
         }
     }
