@@ -310,12 +310,16 @@ fn connection_budget(config: &Config) -> (usize, crate::sse::StreamSettings) {
 /// `/healthz` (the process answers), `/readyz` (the upstream link is connected; the body
 /// also shows the live components) and `/metrics`.
 pub fn health_router(link: LinkHandle, policies: Arc<Policies>) -> Router {
+    health_routes(get(move || async move {
+        readiness(link.state(), link.stopped_reason(), &policies)
+    }))
+}
+
+/// `/healthz`, `/metrics`, and `readyz` at `/readyz`.
+fn health_routes(readyz: axum::routing::MethodRouter) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || async move { readiness(link.state(), link.stopped_reason(), &policies) }),
-        )
+        .route("/readyz", readyz)
         .route("/metrics", get(|| async { metrics_response() }))
 }
 
@@ -326,13 +330,9 @@ fn host_health_router(host: &Host) -> Router {
         return health_router(host.link.clone(), host.policies.clone());
     };
     let (link, policies, hub) = (host.link.clone(), host.policies.clone(), host.hub.clone());
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || async move { cluster_readiness(&cluster, &hub, &link, &policies) }),
-        )
-        .route("/metrics", get(|| async { metrics_response() }))
+    health_routes(get(move || async move {
+        cluster_readiness(&cluster, &hub, &link, &policies)
+    }))
 }
 
 /// Every admin-listener route: the admin API, the operator console, health.

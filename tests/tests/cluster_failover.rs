@@ -54,6 +54,16 @@ async fn read_until(
     }
 }
 
+/// The neighbours in `values` that are not `n, n + 1` (a gap or a repeat).
+fn not_consecutive(values: impl Iterator<Item = u64>) -> Vec<(u64, u64)> {
+    let values: Vec<u64> = values.collect();
+    values
+        .windows(2)
+        .filter(|w| w[1] != w[0] + 1)
+        .map(|w| (w[0], w[1]))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_link_holder_under_200_events_per_second_loses_and_repeats_nothing()
 -> anyhow::Result<()> {
@@ -129,19 +139,9 @@ async fn killing_the_link_holder_under_200_events_per_second_loses_and_repeats_n
 
     let resets: Vec<&Seen> = seen.iter().filter(|s| s.2 == "reset").collect();
     assert!(resets.is_empty(), "no loss announced: {resets:?}");
-    let ids: Vec<u64> = seen.iter().map(|s| s.0).collect();
-    let gaps: Vec<(u64, u64)> = ids
-        .windows(2)
-        .filter(|w| w[1] != w[0] + 1)
-        .map(|w| (w[0], w[1]))
-        .collect();
+    let gaps = not_consecutive(seen.iter().map(|s| s.0));
     assert!(gaps.is_empty(), "event ids without gap or repeat: {gaps:?}");
-    let seqs: Vec<u64> = seen.iter().map(|s| s.1).collect();
-    let seq_gaps: Vec<(u64, u64)> = seqs
-        .windows(2)
-        .filter(|w| w[1] != w[0] + 1)
-        .map(|w| (w[0], w[1]))
-        .collect();
+    let seq_gaps = not_consecutive(seen.iter().map(|s| s.1));
     assert!(
         seq_gaps.is_empty(),
         "every upstream event exactly once across the failover: {seq_gaps:?}"

@@ -115,8 +115,6 @@ impl CatchUp {
             }
             Ok(Some(ReadItem::Gap { next_available, .. })) => {
                 self.have = next_available.saturating_sub(1);
-                metrics::counter!("gateway_sse_resets_total", "cause" => CAUSE_STREAM_LIMITS)
-                    .increment(1);
                 Step::Chunk(stream_limits_reset(self.have).bytes.clone())
             }
             Err(e) => {
@@ -146,8 +144,9 @@ impl CatchUp {
 }
 
 /// The `reset` standing for frames the stream discarded, with the last discarded sequence
-/// as its id.
+/// as its id (counted in `gateway_sse_resets_total{cause="stream_limits"}`).
 fn stream_limits_reset(last_discarded: u64) -> Frame {
+    metrics::counter!("gateway_sse_resets_total", "cause" => CAUSE_STREAM_LIMITS).increment(1);
     Frame::loss(
         EventId {
             epoch: CLUSTER_EPOCH,
@@ -249,8 +248,6 @@ pub async fn feed_from_stream(hub: StreamHub, stream: FrameStream, legacy: Optio
                         next_available,
                         "this host fell behind the cluster stream's retention; clients get a reset"
                     );
-                    metrics::counter!("gateway_sse_resets_total", "cause" => CAUSE_STREAM_LIMITS)
-                        .increment(1);
                     hub.publish(Arc::new(stream_limits_reset(next_available - 1)));
                     start = StartAt::Sequence(next_available);
                 }
