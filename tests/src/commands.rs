@@ -47,6 +47,19 @@ pub fn test_config(tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// Mounts app publishing and the legacy voice bridge, whose voice filter also relays the
+/// app's own `APP_VOICE_NOTICE` events to legacy clients.
+pub fn app_events_with_voice(config: &mut Config) {
+    config.internal_events.enabled = true;
+    config.legacy_ws.enabled = true;
+    let mut voice = SlotSettings::defaults(SlotKind::VoiceFilter);
+    voice.config = vec![(
+        "events".into(),
+        "VOICE_STATE_UPDATE,APP_VOICE_NOTICE".into(),
+    )];
+    config.policy.slots.insert(SlotKind::VoiceFilter, voice);
+}
+
 /// Sets the default rate limiter's `init` configuration (e.g. a fast or large bucket).
 pub fn limiter_config(config: &mut Config, pairs: &[(&str, &str)]) {
     let mut slot = SlotSettings::defaults(SlotKind::RateLimiter);

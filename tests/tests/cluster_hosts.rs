@@ -52,18 +52,22 @@ fn upstream_seqs(events: &[(String, String, Value)]) -> Vec<u64> {
         .collect()
 }
 
+/// Three hosts of one cluster, each reading the stream, once exactly one holds the link;
+/// returns them and the holder's index.
 async fn three_hosts(
     nats: &NatsServer,
     sim: &gateway_sim::SimHandle,
     tweak: impl Fn(&mut gateway_host::config::Config),
-) -> anyhow::Result<Vec<ClusterHost>> {
+) -> anyhow::Result<(Vec<ClusterHost>, usize)> {
     let mut hosts = Vec::new();
     for id in ["host-a", "host-b", "host-c"] {
         let h = ClusterHost::start(&nats.url(), sim, id, &tweak).await?;
         h.wait_reading().await?;
         hosts.push(h);
     }
-    Ok(hosts)
+    let refs: Vec<&ClusterHost> = hosts.iter().collect();
+    let holder = wait_one_holder(&refs).await?;
+    Ok((hosts, holder))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,9 +75,7 @@ async fn three_hosts_one_link_every_client_gets_every_event_once_in_the_same_ord
 -> anyhow::Result<()> {
     let nats = NatsServer::start()?;
     let sim = start_sim().await?;
-    let hosts = three_hosts(&nats, &sim, |_| {}).await?;
-    let refs: Vec<&ClusterHost> = hosts.iter().collect();
-    wait_one_holder(&refs).await?;
+    let (hosts, _) = three_hosts(&nats, &sim, |_| {}).await?;
     wait_until(T, "the holder's link to connect", || {
         sim.control().live_links() == 1
     })
@@ -134,9 +136,7 @@ async fn a_client_resumes_on_another_host_from_the_stream_from_the_ring_and_from
     let nats = NatsServer::start()?;
     let sim = start_sim().await?;
     // A small ring: resuming from older ids must go to the stream.
-    let hosts = three_hosts(&nats, &sim, |c| c.stream.replay_capacity = 20).await?;
-    let refs: Vec<&ClusterHost> = hosts.iter().collect();
-    wait_one_holder(&refs).await?;
+    let (hosts, _) = three_hosts(&nats, &sim, |c| c.stream.replay_capacity = 20).await?;
     let (a, b, c) = (&hosts[0], &hosts[1], &hosts[2]);
     let mut on_a = open(a, None).await?;
     sim.control().emit(100);
@@ -192,9 +192,7 @@ async fn a_graceful_holder_stop_hands_the_link_over_and_resumes_the_upstream_ses
 -> anyhow::Result<()> {
     let nats = NatsServer::start()?;
     let sim = start_sim().await?;
-    let mut hosts = three_hosts(&nats, &sim, |_| {}).await?;
-    let refs: Vec<&ClusterHost> = hosts.iter().collect();
-    let holder = wait_one_holder(&refs).await?;
+    let (mut hosts, holder) = three_hosts(&nats, &sim, |_| {}).await?;
     let watcher = (holder + 1) % 3;
     let mut client = open(&hosts[watcher], None).await?;
     sim.control().emit(50);
@@ -222,25 +220,12 @@ async fn a_graceful_holder_stop_hands_the_link_over_and_resumes_the_upstream_ses
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_event_posted_on_one_host_reaches_sse_and_legacy_clients_on_the_others()
 -> anyhow::Result<()> {
-    use gateway_host::policy::{SlotKind, SlotSettings};
-    use gateway_tests::commands::Request;
+    use gateway_tests::commands::{Request, app_events_with_voice};
     use gateway_tests::legacy_ws::{Auth, connect};
     const GUILD: &str = "300000000000000001";
     let nats = NatsServer::start()?;
     let sim = start_sim().await?;
-    let hosts = three_hosts(&nats, &sim, |c| {
-        c.internal_events.enabled = true;
-        c.legacy_ws.enabled = true;
-        let mut voice = SlotSettings::defaults(SlotKind::VoiceFilter);
-        voice.config = vec![(
-            "events".into(),
-            "VOICE_STATE_UPDATE,APP_VOICE_NOTICE".into(),
-        )];
-        c.policy.slots.insert(SlotKind::VoiceFilter, voice);
-    })
-    .await?;
-    let refs: Vec<&ClusterHost> = hosts.iter().collect();
-    let holder = wait_one_holder(&refs).await?;
+    let (hosts, holder) = three_hosts(&nats, &sim, app_events_with_voice).await?;
     // Posted on a host that does not hold the link; watched on the other two.
     let (poster, sse_host, legacy_host) = ((holder + 1) % 3, holder, (holder + 2) % 3);
     let mut sse = open(&hosts[sse_host], None).await?;
@@ -301,9 +286,7 @@ async fn an_app_event_posted_on_one_host_reaches_sse_and_legacy_clients_on_the_o
 async fn a_nats_restart_pauses_the_cluster_and_loses_nothing() -> anyhow::Result<()> {
     let mut nats = NatsServer::start()?;
     let sim = start_sim().await?;
-    let hosts = three_hosts(&nats, &sim, |_| {}).await?;
-    let refs: Vec<&ClusterHost> = hosts.iter().collect();
-    wait_one_holder(&refs).await?;
+    let (hosts, _) = three_hosts(&nats, &sim, |_| {}).await?;
     let mut clients = Vec::new();
     for h in &hosts {
         clients.push(open(h, None).await?);
@@ -345,7 +328,7 @@ async fn commands_posted_to_hosts_without_the_link_are_delivered_once_and_limite
     use gateway_tests::commands::{Request, limiter_config};
     let nats = NatsServer::start()?;
     let sim = start_sim().await?;
-    let hosts = three_hosts(&nats, &sim, |c| {
+    let (hosts, holder) = three_hosts(&nats, &sim, |c| {
         limiter_config(
             c,
             &[
@@ -356,8 +339,6 @@ async fn commands_posted_to_hosts_without_the_link_are_delivered_once_and_limite
         )
     })
     .await?;
-    let refs: Vec<&ClusterHost> = hosts.iter().collect();
-    let holder = wait_one_holder(&refs).await?;
     for h in &hosts {
         gateway_tests::wait_state(&h.link, LinkState::Connected, T).await?;
     }
@@ -451,9 +432,7 @@ async fn a_component_loaded_on_one_host_is_live_on_all_three_within_seconds() ->
     use gateway_tests::policy::REDACTING_ROUTER;
     let nats = NatsServer::start()?;
     let sim = start_sim().await?;
-    let hosts = three_hosts(&nats, &sim, |_| {}).await?;
-    let refs: Vec<&ClusterHost> = hosts.iter().collect();
-    let holder = wait_one_holder(&refs).await?;
+    let (hosts, holder) = three_hosts(&nats, &sim, |_| {}).await?;
     let mut clients = Vec::new();
     for h in &hosts {
         clients.push(open(h, None).await?);

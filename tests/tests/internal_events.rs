@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use gateway_host::policy::{SlotKind, SlotSettings};
-use gateway_tests::commands::Request;
+use gateway_host::policy::SlotKind;
+use gateway_tests::commands::{Request, app_events_with_voice};
 use gateway_tests::host::{TestHost, start_host};
 use gateway_tests::legacy_ws::{Auth, connect};
 use gateway_tests::sse_client;
@@ -16,19 +16,7 @@ const CHANNEL: &str = "500000000000000002";
 const APP: &str = "900000000000000001";
 
 async fn publishing_host() -> TestHost {
-    start_host(|c| {
-        c.internal_events.enabled = true;
-        c.legacy_ws.enabled = true;
-        // The voice filter also relays the app's own voice notices to legacy clients.
-        let mut voice = SlotSettings::defaults(SlotKind::VoiceFilter);
-        voice.config = vec![(
-            "events".into(),
-            "VOICE_STATE_UPDATE,APP_VOICE_NOTICE".into(),
-        )];
-        c.policy.slots.insert(SlotKind::VoiceFilter, voice);
-    })
-    .await
-    .expect("host")
+    start_host(app_events_with_voice).await.expect("host")
 }
 
 fn publisher(host: &TestHost, topics: &[&str], publish: &[&str]) -> String {
