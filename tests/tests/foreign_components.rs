@@ -281,8 +281,22 @@ async fn js_validator_hot_loaded_through_the_admin_api_refuses_mass_mentions() -
 
 /// Runs `component test` on `component` with `cases`; asserts every case passed and the
 /// summary counts every case of the file.
+///
+/// The host config gives each call 2 s of wall time, as every test that is not about
+/// deadlines does ([`relaxed_settings`]): an interpreted component's slowest case (2,001
+/// characters through the JavaScript validator) once missed the default 20 ms on a loaded
+/// CI machine, and these tests are about the cases' answers, not the machine's load.
 fn passes_its_cases(slot: &str, component: &Foreign, cases: &str) -> anyhow::Result<()> {
     component.bytes()?;
+    let dir = tempfile::tempdir()?;
+    let host_config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &host_config,
+        format!(
+            "[policy.limits]\ncall-timeout-ms = {}\n",
+            relaxed_settings().limits.call_timeout_ms
+        ),
+    )?;
     let path = component.path();
     let file = Path::new(env!("GATEWAY_TEST_WORKSPACE")).join(cases);
     let expected = std::fs::read_to_string(&file)
@@ -299,6 +313,8 @@ fn passes_its_cases(slot: &str, component: &Foreign, cases: &str) -> anyhow::Res
         &path.to_string_lossy(),
         "--cases",
         &file.to_string_lossy(),
+        "--config",
+        &host_config.to_string_lossy(),
     ])?;
     let out = format!("{}{}", run.stdout, run.stderr);
     ensure!(run.code == 0, "component test exited {}:\n{out}", run.code);

@@ -376,3 +376,46 @@ fn an_async_caller_does_not_wait_for_a_slow_call() {
     // The thread still instantiating was abandoned and replaced.
     assert_eq!(p.abandoned_threads(), 1);
 }
+
+/// `component test` on a router that never answers: the case fails with exit 1, and the
+/// line names the budget it missed and the setting that raises it (an author whose
+/// interpreted component is slow on a busy machine should not have to guess what
+/// "deadline" means).
+#[test]
+fn component_test_names_the_missed_deadline_and_its_setting() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host_config = dir.path().join("gateway.toml");
+    std::fs::write(&host_config, "[policy.limits]\ncall-timeout-ms = 50\n")?;
+    let component_config = dir.path().join("spin.toml");
+    std::fs::write(&component_config, "mode = \"spin\"\n")?;
+    let cases = dir.path().join("cases.jsonl");
+    std::fs::write(
+        &cases,
+        r#"{"name": "a message is delivered", "event": {"name": "MESSAGE_CREATE", "guildId": "1", "channelId": "2", "payload": {"content": "hi"}}, "expect": {"deliver": {"topics": ["guild:1", "channel:2"]}}}"#,
+    )?;
+    let run = gateway_tests::foreign::run_host(&[
+        "component",
+        "test",
+        "--slot",
+        "event-router",
+        env!("GATEWAY_TEST_HOSTILE_ROUTER_WASM"),
+        "--cases",
+        &cases.to_string_lossy(),
+        "--config",
+        &host_config.to_string_lossy(),
+        "--component-config",
+        &component_config.to_string_lossy(),
+    ])?;
+    let out = format!("{}{}", run.stdout, run.stderr);
+    anyhow::ensure!(run.code == 1, "exit {}:\n{out}", run.code);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("FAIL a message is delivered"))
+        .ok_or_else(|| anyhow::anyhow!("no FAIL line:\n{out}"))?;
+    anyhow::ensure!(
+        line.contains("no answer within 50 ms") && line.contains("call-timeout-ms"),
+        "{line}"
+    );
+    anyhow::ensure!(out.contains("0 passed, 1 failed"), "{out}");
+    Ok(())
+}

@@ -37,8 +37,16 @@ pub fn run_case(version: &ComponentVersion, limits: &RuntimeLimits, case: &Case)
     }
 }
 
-fn failed(failure: CallFailure) -> String {
-    format!("the call failed ({})", failure.as_str())
+/// What a failed call means, for a case line. A deadline names the budget and the setting
+/// that raises it: an author whose component is slow under load should not have to guess.
+fn failed(version: &ComponentVersion, failure: CallFailure) -> String {
+    match failure {
+        CallFailure::Deadline => format!(
+            "the call failed (deadline: no answer within {} ms; [policy.limits] call-timeout-ms in --config raises it)",
+            version.call_timeout_ms()
+        ),
+        other => format!("the call failed ({})", other.as_str()),
+    }
 }
 
 fn wrong_world() -> wasmtime::Error {
@@ -60,7 +68,13 @@ fn route(
             }
             _ => Err(wrong_world()),
         })
-        .map_err(|f| format!("expected {}, got {}", describe_route(expect), failed(f)))?;
+        .map_err(|f| {
+            format!(
+                "expected {}, got {}",
+                describe_route(expect),
+                failed(version, f)
+            )
+        })?;
     let original: Value = serde_json::from_str(&event.payload).unwrap_or(Value::Null);
     let ok = match (expect, &got) {
         (ExpectRoute::Drop, Route::Drop) => true,
@@ -129,7 +143,7 @@ fn voice(
             }
             _ => Err(wrong_world()),
         })
-        .map_err(|f| format!("expected {want}, got {}", failed(f)))?;
+        .map_err(|f| format!("expected {want}, got {}", failed(version, f)))?;
     match (expect, &got) {
         (ExpectVoice::Reject, VoiceVerdict::Reject) => Ok(()),
         (ExpectVoice::Relay(a), VoiceVerdict::Relay(b)) if a == b => Ok(()),
@@ -160,7 +174,7 @@ fn validate(
             }
             _ => Err(wrong_world()),
         })
-        .map_err(|f| format!("expected {want}, got {}", failed(f)))?;
+        .map_err(|f| format!("expected {want}, got {}", failed(version, f)))?;
     match (expect, got) {
         (ExpectValidation::Valid(c), Ok(normalised)) if *c == normalised => Ok(()),
         (ExpectValidation::Invalid(want_errors), Err(errors)) => {
@@ -217,7 +231,7 @@ fn limit(
             format!(
                 "request {} (nowMs {now_ms}): expected {want_text}, got {}",
                 i + 1,
-                failed(f)
+                failed(version, f)
             )
         })?;
         let ok = match (want, got) {

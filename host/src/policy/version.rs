@@ -256,6 +256,11 @@ impl ComponentVersion {
         self.runtime.limits()
     }
 
+    /// The wall-time budget of one call (the runtime's `call-timeout-ms`).
+    pub fn call_timeout_ms(&self) -> u64 {
+        self.limits().call_timeout_ms
+    }
+
     /// A fresh instance with `init` done, under the init deadline.
     fn instantiate(&self) -> Result<Warm, LoadError> {
         let mut store = Store::new(
