@@ -6,6 +6,11 @@
 //! kept in the replay ring, filtered for the legacy voice clients. Off unless enabled
 //! (`[internal-events]`, `GATEWAY_INTERNAL_EVENTS`); the caller needs a token whose `publish`
 //! claim matches the event type, and may only name guilds and channels its `topics` grant.
+//!
+//! In cluster mode the event is routed by this host and stored in the cluster's stream
+//! *before* the answer ([`AppEventSink::Store`]): `202` then means every host will serve
+//! it, and a stream that cannot store it is a `503` the caller can retry, never a `202`
+//! for an event that goes nowhere.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +22,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -50,9 +56,28 @@ impl Default for InternalEventsSettings {
     }
 }
 
+/// Stores an accepted app event durably (cluster mode: routed and stored in the stream).
+pub trait StoreAppEvent: Send + Sync {
+    /// Resolves once the event is stored (or, routed to nothing, dropped by the router).
+    fn store(&self, event: Arc<BusEvent>) -> BoxFuture<'static, anyhow::Result<()>>;
+}
+
+/// Where accepted app events go.
+#[derive(Clone)]
+pub enum AppEventSink {
+    /// Single-host mode: the host's bus, where the hub routes them like upstream events.
+    Bus(Bus),
+    /// Cluster mode: stored before the answer; the session numbers this process's events
+    /// (unique per process, so two hosts' events never de-duplicate each other).
+    Store {
+        store: Arc<dyn StoreAppEvent>,
+        session: Arc<str>,
+    },
+}
+
 #[derive(Clone)]
 struct PublishState {
-    bus: Bus,
+    sink: AppEventSink,
     auth: Authenticator,
     session: Arc<str>,
     seq: Arc<AtomicU64>,
@@ -60,24 +85,26 @@ struct PublishState {
 
 /// The route (mount it only when enabled).
 pub fn router(bus: Bus, auth: Authenticator, settings: &InternalEventsSettings) -> Router {
-    router_with_session(bus, auth, settings, APP_SESSION)
+    router_to(AppEventSink::Bus(bus), auth, settings)
 }
 
-/// [`router`] with app events numbered in `session` (cluster mode: one session per host
-/// process, so the cluster stream's de-duplication never confuses two hosts' events).
-pub fn router_with_session(
-    bus: Bus,
+/// [`router`] with app events going to `sink`.
+pub fn router_to(
+    sink: AppEventSink,
     auth: Authenticator,
     settings: &InternalEventsSettings,
-    session: &str,
 ) -> Router {
+    let session: Arc<str> = match &sink {
+        AppEventSink::Bus(_) => APP_SESSION.into(),
+        AppEventSink::Store { session, .. } => session.clone(),
+    };
     Router::new()
         .route("/api/internal/events", post(publish))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .with_state(PublishState {
-            bus,
+            sink,
             auth,
-            session: session.into(),
+            session,
             seq: Arc::new(AtomicU64::new(0)),
         })
 }
@@ -114,7 +141,7 @@ async fn publish(
         traceId = %trace_id, event = %event.kind, user = %claims.sub,
         "app event published"
     );
-    state.bus.publish(Arc::new(BusEvent {
+    let bus_event = Arc::new(BusEvent {
         session_id: state.session.clone(),
         seq,
         trace_id: trace_id.clone(),
@@ -123,7 +150,27 @@ async fn publish(
         d: event.data,
         received_at: Instant::now(),
         loss_before: None,
-    }));
+    });
+    match &state.sink {
+        AppEventSink::Bus(bus) => {
+            bus.publish(bus_event);
+        }
+        AppEventSink::Store { store, .. } => {
+            if let Err(e) = store.store(bus_event).await {
+                tracing::warn!(traceId = %trace_id, event = %event.kind, error = %format!("{e:#}"), "app event not stored in the cluster stream; refused");
+                metrics::counter!("gateway_internal_events_refused_total").increment(1);
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "cluster_unavailable",
+                    format!(
+                        "the cluster's stream did not acknowledge the event ({e}); retry later (an attempt that timed out may still be stored)"
+                    ),
+                )
+                .traced(&trace_id)
+                .retry_after(1));
+            }
+        }
+    }
     metrics::counter!("gateway_internal_events_total").increment(1);
     let body = json!({"version": "1.0", "accepted": true, "type": event.kind, "traceId": trace_id});
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())

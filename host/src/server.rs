@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::cors::CorsOrigins;
 use crate::discord::DiscordConfig;
 use crate::http1::Limits;
+use crate::internal_events::AppEventSink;
 use crate::legacy_ws::LegacyBridge;
 use crate::link::{self, LinkConfig, LinkHandle, LinkState};
 use crate::policy::Policies;
@@ -41,7 +42,11 @@ const BUCKET_SWEEP: Duration = Duration::from_secs(30);
 pub struct Host {
     pub policies: Arc<Policies>,
     pub auth: Authenticator,
+    /// The events this host serves: single-host mode, the upstream's bus (app events
+    /// too); cluster mode, the stream's events (fed to the legacy voice bridge).
     pub bus: Bus,
+    /// Where `POST /api/internal/events` puts accepted events.
+    pub app_events: AppEventSink,
     pub link: LinkHandle,
     pub commands: CommandPipeline,
     pub hub: StreamHub,
@@ -133,7 +138,7 @@ impl Host {
             Upstream::Discord(c) => crate::discord::spawn(c, bus.clone())?,
         };
         let parts = Parts {
-            legacy_bus: bus.clone(),
+            app_events: AppEventSink::Bus(bus.clone()),
             bus,
             hub,
             link,
@@ -158,21 +163,20 @@ impl Host {
             base.policies.clone(),
         )
         .await?;
-        // App events: published to the stream by this host. The legacy voice bridge: fed
-        // from the stream, like SSE.
-        let (app_bus, legacy_bus) = (Bus::new(), Bus::new());
-        cluster.publish_app_events(&app_bus, base.policies.clone());
+        // The stream's events, for the legacy voice bridge (SSE is fed from the stream
+        // directly). App events: stored in the stream by this host before the answer.
+        let bus = Bus::new();
         let hub = StreamHub::start_cluster(
             cluster.stream.clone(),
             base.stream.clone(),
-            config.legacy_ws.enabled.then(|| legacy_bus.clone()),
+            config.legacy_ws.enabled.then(|| bus.clone()),
         );
         cluster.measure_lag(hub.clone());
         let (commands, link) =
             cluster.start_commands(config.commands.clone(), base.policies.clone());
         let parts = Parts {
-            bus: app_bus,
-            legacy_bus,
+            app_events: cluster.app_events(base.policies.clone()),
+            bus,
             hub,
             link,
             commands: Some(commands),
@@ -183,10 +187,11 @@ impl Host {
 
 /// What differs between the modes.
 struct Parts {
-    /// Where app events go (single-host mode: the upstream's bus too).
+    /// The events this host serves, as the legacy voice bridge reads them (single-host
+    /// mode: the upstream's bus; cluster mode: the stream's events).
     bus: Bus,
-    /// What the legacy voice bridge reads.
-    legacy_bus: Bus,
+    /// Where app events go.
+    app_events: AppEventSink,
     hub: StreamHub,
     /// What commands are handed to (cluster mode: the relay to the link holder).
     link: LinkHandle,
@@ -246,14 +251,15 @@ impl Base {
     ) -> Host {
         let Parts {
             bus,
-            legacy_bus,
+            app_events,
             hub,
             link,
             commands,
         } = parts;
-        let legacy = config.legacy_ws.enabled.then(|| {
-            LegacyBridge::start(&legacy_bus, self.policies.clone(), config.legacy_ws.clone())
-        });
+        let legacy = config
+            .legacy_ws
+            .enabled
+            .then(|| LegacyBridge::start(&bus, self.policies.clone(), config.legacy_ws.clone()));
         let commands = commands
             .unwrap_or_else(|| CommandPipeline::start(config.commands.clone(), link.clone()));
         let series = crate::console::Series::start(link.clone(), hub.clone());
@@ -261,6 +267,7 @@ impl Base {
             policies: self.policies,
             auth: self.auth,
             bus,
+            app_events,
             link,
             commands,
             hub,
@@ -357,15 +364,10 @@ pub fn public_router(host: &Host) -> Router {
         None => Router::new(),
     };
     let publishing = if host.internal_events.enabled {
-        let session = match &host.cluster {
-            Some(cluster) => cluster.app_session.as_str(),
-            None => crate::internal_events::APP_SESSION,
-        };
-        crate::internal_events::router_with_session(
-            host.bus.clone(),
+        crate::internal_events::router_to(
+            host.app_events.clone(),
             host.auth.clone(),
             &host.internal_events,
-            session,
         )
     } else {
         Router::new()

@@ -181,8 +181,18 @@ async fn a_client_resumes_on_another_host_from_the_stream_from_the_ring_and_from
     assert_eq!(name, "reset", "{data}");
     assert_eq!(id, None);
     assert_eq!(data["cause"], "unplaceable_id");
+    // The largest id there is (the sequence after it does not exist): the same answer.
+    let mut at_max = open(c, Some(&u64::MAX.to_string())).await?;
+    let (_, name, data) = at_max
+        .next_event(T)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("ended"))?;
+    assert_eq!(name, "reset", "{data}");
+    assert_eq!(data["cause"], "unplaceable_id");
     sim.control().emit(1);
     let after = read(&mut ahead, 1).await?;
+    assert_eq!(upstream_seqs(&after), vec![206]);
+    let after = read(&mut at_max, 1).await?;
     assert_eq!(upstream_seqs(&after), vec![206]);
     Ok(())
 }

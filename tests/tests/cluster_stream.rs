@@ -38,6 +38,7 @@ fn frame(session: &str, seq: u64) -> RoutedFrame {
         received_ms: 0,
         loss: false,
         resumable: true,
+        acked: None,
     }
 }
 

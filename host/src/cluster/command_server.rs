@@ -36,8 +36,8 @@ use tracing::{debug, info, warn};
 
 use super::Nats;
 use super::command_wire::{
-    COMMANDS_SUBJECT, HOLDER_QUEUE, LIMIT_SUBJECT, LimitAnswer, LimitRequest, LinkStatus,
-    STATUS_SUBJECT,
+    BUSY_ANSWER, COMMANDS_SUBJECT, HOLDER_QUEUE, LIMIT_SUBJECT, LimitAnswer, LimitRequest,
+    LinkStatus, STATUS_SUBJECT,
 };
 use super::config::ClusterSettings;
 use super::relay_link::METRIC_RELAYED;
@@ -47,6 +47,9 @@ use crate::policy::{LimitOutcome, Policies};
 
 /// Reply subjects remembered at most (oldest forgotten first).
 const MAX_REPLIES: usize = 100_000;
+/// Rate requests answered at once at most; beyond, a request is answered "busy" at once
+/// (its host answers `503 limiter_unavailable`) instead of queueing without bound.
+const MAX_CHECKS: usize = 1_024;
 /// How long a reply subject is remembered without an ack.
 const REPLY_TTL: Duration = Duration::from_secs(600);
 /// Pause before serving again after a NATS failure while still holding the link.
@@ -55,6 +58,19 @@ const RETRY: Duration = Duration::from_millis(250);
 /// The running server; its task ends when this is dropped.
 pub struct CommandServer {
     task: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
+impl CommandServer {
+    /// Stops serving: the subscriptions end and, if this host was serving, a last status
+    /// says `serving: false` (relays stop sending here at once instead of waiting for the
+    /// status to go stale). Bounded by `within`.
+    pub async fn shutdown(mut self, within: Duration) {
+        self.stop.send_replace(true);
+        if tokio::time::timeout(within, &mut self.task).await.is_err() {
+            warn!("the cluster command server did not stop in time");
+        }
+    }
 }
 
 impl Drop for CommandServer {
@@ -76,8 +92,10 @@ pub fn spawn_command_server(
         every: settings.command_status_every.max(Duration::from_millis(1)),
         policies,
     };
+    let (stop, stopped) = watch::channel(false);
     CommandServer {
-        task: tokio::spawn(server.run(held)),
+        task: tokio::spawn(server.run(held, stopped)),
+        stop,
     }
 }
 
@@ -89,12 +107,17 @@ struct Server {
 }
 
 impl Server {
-    async fn run(self, mut held: watch::Receiver<Option<LinkHandle>>) {
+    async fn run(
+        self,
+        mut held: watch::Receiver<Option<LinkHandle>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         loop {
             let link = held.borrow_and_update().clone();
             let Some(link) = link else {
-                if held.changed().await.is_err() {
-                    return;
+                tokio::select! {
+                    changed = held.changed() => if changed.is_err() { return },
+                    _ = stop.wait_for(|s| *s) => return,
                 }
                 continue;
             };
@@ -109,6 +132,7 @@ impl Server {
                         }
                         break false;
                     }
+                    _ = stop.wait_for(|s| *s) => break true,
                     changed = held.changed() => {
                         if changed.is_err() {
                             break true;
@@ -161,7 +185,11 @@ impl Server {
                 }
                 message = limits.next() => {
                     let message = message.context("the rate request subscription ended")?;
-                    checks.spawn(answer_limit(self.client.clone(), self.policies.clone(), message));
+                    if checks.len() >= MAX_CHECKS {
+                        answer_busy(&self.client, message).await;
+                    } else {
+                        checks.spawn(answer_limit(self.client.clone(), self.policies.clone(), message));
+                    }
                 }
                 ack = acks.recv() => match ack {
                     Ok(ack) => self.forward(&ack, &mut replies).await,
@@ -244,6 +272,20 @@ impl Server {
     }
 }
 
+/// Answers a rate request "busy": [`MAX_CHECKS`] are being answered already.
+async fn answer_busy(client: &Client, message: Message) {
+    let Some(reply) = message.reply else {
+        return;
+    };
+    warn!(
+        in_flight = MAX_CHECKS,
+        "too many rate requests at once; answered busy"
+    );
+    if let Err(e) = client.publish(reply, BUSY_ANSWER.into()).await {
+        warn!(error = %e, "could not answer a rate request");
+    }
+}
+
 /// Answers one rate request with this host's limiter slot.
 async fn answer_limit(client: Client, policies: Arc<Policies>, message: Message) {
     let Some(reply) = message.reply else {
@@ -303,7 +345,9 @@ struct Replies {
 
 impl Replies {
     fn remember(&mut self, request_id: String, reply: String, now: Instant) {
-        while self.by_id.len() >= MAX_REPLIES {
+        // `order` holds an entry per remembered id (and the taken ones until swept):
+        // bounding it bounds both, even behind an old entry whose ack never comes.
+        while self.order.len() >= MAX_REPLIES {
             let Some((old, at)) = self.order.pop_front() else {
                 break;
             };
@@ -347,5 +391,22 @@ mod tests {
         r.sweep(t0 + REPLY_TTL);
         assert_eq!(r.take("b"), None);
         assert!(r.order.is_empty());
+    }
+
+    #[test]
+    fn replies_stay_bounded_behind_an_ack_that_never_comes() {
+        let mut r = Replies::default();
+        let t0 = Instant::now();
+        r.remember("stuck".into(), "gateway.acks.x".into(), t0);
+        for i in 0..(MAX_REPLIES * 2) {
+            let id = format!("c{i}");
+            r.remember(id.clone(), "gateway.acks.y".into(), t0);
+            assert!(r.take(&id).is_some());
+            // Young entries: the sweep cannot pass the stuck one.
+            r.sweep(t0);
+        }
+        assert!(r.order.len() <= MAX_REPLIES, "{}", r.order.len());
+        assert!(r.by_id.len() <= MAX_REPLIES);
+        assert_eq!(r.take("stuck"), None, "the oldest was forgotten first");
     }
 }

@@ -64,6 +64,9 @@ pub struct LimitRequest {
     pub kind: String,
 }
 
+/// The holder's answer when it is answering too many rate requests at once already.
+pub const BUSY_ANSWER: &[u8] = br#"{"verdict":"busy"}"#;
+
 /// The holder's limiter verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "verdict")]

@@ -135,12 +135,17 @@ impl Term {
         stop: &mut watch::Receiver<bool>,
         set_resume: &(impl Fn(ResumePoint) + Send + Sync),
     ) -> End {
-        let position = match self.stream.last_position().await {
-            Ok(position) => position.and_then(|(_, point)| point),
-            Err(e) => {
-                tracing::warn!(error = %e, "holding the lease but cannot read the stream's last frame; not starting the link");
-                return End::Failed;
-            }
+        // Where to resume, read before the link starts; leadership may end meanwhile.
+        let position = tokio::select! {
+            read = self.resume_position() => match read {
+                Ok(position) => position,
+                Err(e) => {
+                    tracing::warn!(error = %e, "holding the lease but cannot read the stream's last frame; not starting the link");
+                    return End::Failed;
+                }
+            },
+            _ = leader.wait_for(|l| !*l) => return End::Lost,
+            _ = stop.wait_for(|s| *s) => return End::Stop,
         };
         let bus = Bus::new();
         let sub = bus.subscribe(BUS_CAPACITY);
@@ -163,7 +168,7 @@ impl Term {
             self.policies.clone(),
             self.stream.clone(),
             set_resume,
-            true,
+            position,
             resume_url,
         );
         let ended = tokio::select! {
@@ -185,6 +190,16 @@ impl Term {
             tracing::warn!("the upstream link did not close in time");
         }
         ended
+    }
+
+    /// The stream (created again if NATS lost it) and the upstream position to resume.
+    async fn resume_position(&self) -> anyhow::Result<Option<ResumePoint>> {
+        self.stream.ensure().await?;
+        Ok(self
+            .stream
+            .last_position()
+            .await?
+            .and_then(|(_, point)| point))
     }
 
     fn start_link(&self, bus: Bus, position: Option<ResumePoint>) -> anyhow::Result<LinkHandle> {

@@ -10,8 +10,15 @@
 //! Publishes of a batch are pipelined (sent in order, then their acks awaited in order), so
 //! the stream's order is the upstream's order. A frame the stream does not acknowledge
 //! ends the publisher: the holder then steps away from the link rather than route events
-//! it could not store. After each acknowledged batch the upstream position goes into the
-//! lease (observability; the stream's last frame is what a new holder resumes from).
+//! it could not store. Every frame says through which upstream seq the publisher knew its
+//! frames stored when it sent it (`Gateway-Upstream-Acked`): the next holder resumes from
+//! there, so a batch cut in the middle by a broken connection is replayed whole
+//! ([`FrameStream::last_position`]). After each acknowledged batch the upstream position
+//! goes into the lease (observability).
+//!
+//! An event too large for the stream (NATS's `max_payload`) is stored as a `reset`
+//! (cause `too_large`) for the same topics, in its place: storing it would fail, and a
+//! holder that stepped away from it would meet it again on the resume, for ever.
 
 use std::sync::Arc;
 
@@ -24,6 +31,9 @@ use crate::sse::frame::{self, stored_body, stored_loss_body};
 /// Most events routed per hop.
 const ROUTE_BATCH: usize = 256;
 
+/// Metric: events stored as a `too_large` reset.
+pub const METRIC_TOO_LARGE: &str = "gateway_cluster_frames_too_large_total";
+
 /// Why the publisher stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Stopped {
@@ -35,17 +45,17 @@ pub enum Stopped {
     Publish(anyhow::Error),
 }
 
-/// Routes and publishes every event of `sub` until an error.
-/// `resumable`: the events come from the upstream link (their positions are where a new
-/// holder resumes); false for app events, which any host publishes.
+/// Routes and publishes every upstream event of `sub` until an error. `resumed_from`: the
+/// position the link resumed from (known stored), if any.
 pub async fn run(
     mut sub: Subscription,
     policies: Arc<Policies>,
     stream: FrameStream,
     set_resume: impl Fn(ResumePoint),
-    resumable: bool,
+    resumed_from: Option<ResumePoint>,
     resume_url: impl Fn() -> Option<String>,
 ) -> Stopped {
+    let mut stored = resumed_from;
     loop {
         let first = match sub.recv().await {
             Ok(event) => event,
@@ -59,22 +69,47 @@ pub async fn run(
                 _ => break,
             }
         }
-        let frames = route(&policies, &batch, resumable, resume_url()).await;
+        let mut frames = route(&policies, &batch, true, resume_url()).await;
+        for f in &mut frames {
+            f.acked = stored
+                .as_ref()
+                .filter(|s| s.session == f.upstream.session)
+                .map(|s| s.seq);
+        }
+        fit(&stream, &mut frames);
         if let Err(e) = publish_all(&stream, &frames).await {
             return Stopped::Publish(e);
         }
-        if let Some(last) = batch.last().filter(|_| resumable) {
-            set_resume(ResumePoint {
+        if let Some(last) = batch.last() {
+            let point = ResumePoint {
                 session: last.session_id.to_string(),
                 seq: last.seq,
                 resume_url: resume_url(),
-            });
+            };
+            stored = Some(point.clone());
+            set_resume(point);
         }
     }
 }
 
+/// Routes and stores app events (`POST /api/internal/events`), which any host publishes:
+/// routed by this host's router slot, waiting for the stream's acknowledgement. Refused at
+/// once while NATS is unreachable (sent then, it would be stored whenever the connection
+/// comes back, after its caller was told it failed).
+pub async fn publish_app_event(
+    policies: &Arc<Policies>,
+    stream: &FrameStream,
+    event: Arc<BusEvent>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(stream.connected(), "this host is not connected to NATS");
+    let mut frames = route(policies, &[event], false, None).await;
+    fit(stream, &mut frames);
+    publish_all(stream, &frames).await
+}
+
 /// The routed frames of `batch`, in order (a loss `reset` before an event that follows a
-/// loss; nothing for a dropped event).
+/// loss; nothing for a dropped event). `resumable`: the events come from the upstream link
+/// (their positions are where a new holder resumes); false for app events.
 async fn route(
     policies: &Arc<Policies>,
     batch: &[Arc<BusEvent>],
@@ -100,6 +135,7 @@ async fn route(
                 received_ms,
                 loss: true,
                 resumable,
+                acked: None,
             });
         }
         if let RouteDecision::Deliver { topics, payload } = verdict.value {
@@ -119,6 +155,7 @@ async fn route(
                 received_ms,
                 loss: false,
                 resumable,
+                acked: None,
             });
         } else {
             tracing::debug!(event = "event.dropped", trace_id = %event.trace_id, "event dropped by the router");
@@ -126,6 +163,47 @@ async fn route(
     })
     .await;
     frames
+}
+
+/// Replaces each frame the stream cannot take (over NATS's `max_payload`) by a `reset`
+/// (cause `too_large`) for the same topics, in the same place and with the same
+/// de-duplication id; counted and logged.
+fn fit(stream: &FrameStream, frames: &mut [RoutedFrame]) {
+    let max = stream.max_message_bytes();
+    for f in frames.iter_mut() {
+        let size = f.wire_len();
+        if size <= max {
+            continue;
+        }
+        let name = event_name(&f.body);
+        tracing::warn!(
+            event = %name,
+            upstream_session = %f.upstream.session,
+            upstream_seq = f.upstream.seq,
+            bytes = size,
+            max_payload = max,
+            "an event is larger than the cluster stream takes (NATS max_payload): its subscribers get a reset instead"
+        );
+        metrics::counter!(METRIC_TOO_LARGE).increment(1);
+        f.body = stored_loss_body(
+            frame::CAUSE_TOO_LARGE,
+            &format!(
+                "a {name} event of {size} bytes exceeded the cluster stream's message limit of {max} bytes"
+            ),
+        );
+    }
+}
+
+/// The `event:` name of a stored body (for messages).
+fn event_name(body: &[u8]) -> String {
+    std::str::from_utf8(body)
+        .ok()
+        .and_then(|t| t.lines().next())
+        .and_then(|l| l.strip_prefix("event: "))
+        .unwrap_or("?")
+        .chars()
+        .take(64)
+        .collect()
 }
 
 /// Publishes `frames` pipelined: all sent in order, then every ack awaited in order.

@@ -14,7 +14,7 @@ use async_nats::Client;
 use async_nats::client::RequestErrorKind;
 
 use super::Nats;
-use super::command_wire::{LIMIT_SUBJECT, LimitAnswer, LimitRequest};
+use super::command_wire::{BUSY_ANSWER, LIMIT_SUBJECT, LimitAnswer, LimitRequest};
 use super::config::ClusterSettings;
 
 /// Why the holder's limiter gave no answer.
@@ -28,6 +28,8 @@ pub enum LimiterUnavailable {
     Nats(String),
     #[error("the link holder's answer was not understood: {0}")]
     BadAnswer(String),
+    #[error("the link holder is answering too many rate requests at once")]
+    Busy,
 }
 
 /// Asks the link holder's limiter slot. Cheap to clone.
@@ -70,6 +72,9 @@ impl RemoteLimiter {
             }
             Ok(Ok(m)) => m,
         };
+        if message.payload.as_ref() == BUSY_ANSWER {
+            return Err(LimiterUnavailable::Busy);
+        }
         serde_json::from_slice(&message.payload)
             .map_err(|e| LimiterUnavailable::BadAnswer(e.to_string()))
     }

@@ -14,12 +14,10 @@ use super::holder::{self, LinkHolder};
 use super::lease::{self, LeaseHandle};
 use super::stream::FrameStream;
 use super::{Nats, connect};
-use crate::bus::Bus;
+use crate::bus::BusEvent;
+use crate::internal_events::{AppEventSink, StoreAppEvent};
 use crate::policy::Policies;
 use crate::server::Upstream;
-
-/// Bus queue of the app-event publisher.
-const APP_BUS_CAPACITY: usize = 65_536;
 
 /// Metric: frames in the stream this host has not served yet.
 pub const METRIC_STREAM_LAG: &str = "gateway_cluster_stream_lag";
@@ -98,17 +96,18 @@ impl ClusterRuntime {
         (parts.pipeline, parts.relay)
     }
 
-    /// Routes and publishes the app events this host accepts (from `bus`) to the stream.
-    /// Any host publishes its own app events; they carry no upstream position.
-    pub fn publish_app_events(&self, bus: &Bus, policies: Arc<Policies>) {
-        let sub = bus.subscribe(APP_BUS_CAPACITY);
-        let stream = self.stream.clone();
-        let task = tokio::spawn(async move {
-            let stopped =
-                super::publisher::run(sub, policies, stream, |_| {}, false, || None).await;
-            tracing::error!(error = %stopped, "app events are no longer published to the cluster stream");
-        });
-        self.tasks.lock().push(task);
+    /// Where the app events this host accepts go: routed by this host's router slot and
+    /// stored in the stream before `POST /api/internal/events` answers (any host publishes
+    /// its own app events; they carry no upstream position).
+    pub fn app_events(&self, policies: Arc<Policies>) -> AppEventSink {
+        AppEventSink::Store {
+            store: Arc::new(StreamAppEvents {
+                policies,
+                stream: self.stream.clone(),
+                timeout: self.settings.request_timeout,
+            }),
+            session: self.app_session.as_str().into(),
+        }
     }
 
     /// Keeps `gateway_cluster_stream_lag` (frames in the stream this host has not served
@@ -144,11 +143,39 @@ impl ClusterRuntime {
         for task in self.tasks.lock().drain(..) {
             task.abort();
         }
-        drop(self.command_server.lock().take());
+        let server = self.command_server.lock().take();
+        if let Some(server) = server {
+            server.shutdown(self.settings.request_timeout).await;
+        }
         self.holder.shutdown().await;
         let lease = self.lease.lock().take();
         if let Some(lease) = lease {
             lease.release().await;
         }
+    }
+}
+
+/// App events stored in the cluster's stream, each acknowledged within `timeout`.
+struct StreamAppEvents {
+    policies: Arc<Policies>,
+    stream: FrameStream,
+    timeout: std::time::Duration,
+}
+
+impl StoreAppEvent for StreamAppEvents {
+    fn store(
+        &self,
+        event: Arc<BusEvent>,
+    ) -> futures_util::future::BoxFuture<'static, anyhow::Result<()>> {
+        let (policies, stream, timeout) =
+            (self.policies.clone(), self.stream.clone(), self.timeout);
+        Box::pin(async move {
+            tokio::time::timeout(
+                timeout,
+                super::publisher::publish_app_event(&policies, &stream, event),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("no acknowledgement within {timeout:?}"))?
+        })
     }
 }

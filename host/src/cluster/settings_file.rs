@@ -44,9 +44,21 @@ impl ClusterFile {
         };
         let url = url.trim().to_string();
         if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+            // The value may carry credentials (`user:password@host`): name its scheme only.
+            let got = match url.split_once("://") {
+                Some((scheme, _))
+                    if !scheme.is_empty()
+                        && scheme.len() <= 16
+                        && scheme
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) =>
+                {
+                    format!("the scheme {scheme:?}")
+                }
+                _ => "no scheme".to_string(),
+            };
             anyhow::bail!(
-                "GATEWAY_NATS_URL / [cluster] nats-url must look like nats://host:port (got a value starting {:?})",
-                url.chars().take(8).collect::<String>()
+                "GATEWAY_NATS_URL / [cluster] nats-url must look like nats://host:port (got {got})"
             );
         }
         let mut s = ClusterSettings::new(url);
@@ -133,6 +145,21 @@ mod tests {
         let env =
             |url: &'static str| move |k: &str| (k == "GATEWAY_NATS_URL").then(|| url.to_string());
         assert!(ClusterFile::default().resolve(env("http://x")).is_err());
+        // A URL without a scheme may start with credentials: none of it is echoed.
+        let err = ClusterFile::default()
+            .resolve(env("alice:hunter2@10.0.0.5:4222"))
+            .expect_err("no scheme");
+        let text = format!("{err:#}");
+        assert!(text.contains("no scheme"), "{text}");
+        assert!(
+            !text.contains("alice") && !text.contains("hunter"),
+            "{text}"
+        );
+        let err = ClusterFile::default()
+            .resolve(env("http://bob:pw@x"))
+            .expect_err("http");
+        let text = format!("{err:#}");
+        assert!(text.contains("\"http\"") && !text.contains("bob"), "{text}");
         let bad_id = ClusterFile {
             host_id: Some("a b".into()),
             ..Default::default()

@@ -25,7 +25,7 @@ use anyhow::Context as _;
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{self, DeliverPolicy};
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
+use async_nats::jetstream::stream::{self, DiscardPolicy, RawMessageErrorKind, StorageType};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
@@ -44,6 +44,10 @@ pub const HEADER_SEQ: &str = "Gateway-Upstream-Seq";
 pub const HEADER_RESUME_URL: &str = "Gateway-Resume-Url";
 /// Header: when the link holder read the upstream event, ms since the Unix epoch.
 pub const HEADER_RECEIVED_MS: &str = "Gateway-Received-Ms";
+/// Header: the upstream seq (same session) through which the publisher knew every frame it
+/// had sent was stored, when it sent this one. A new holder resumes from the newest frame's
+/// value, not from the newest frame itself (see [`FrameStream::last_position`]).
+pub const HEADER_ACKED: &str = "Gateway-Upstream-Acked";
 
 /// A routed frame, as the link holder publishes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +66,57 @@ pub struct RoutedFrame {
     /// `upstream` is a position of the upstream link (a new holder may resume from it);
     /// false for app events (`POST /api/internal/events`), published by any host.
     pub resumable: bool,
+    /// The upstream seq, in `upstream`'s session, through which the publisher knew its
+    /// frames stored when it sent this one (header `Gateway-Upstream-Acked`).
+    pub acked: Option<u64>,
+}
+
+impl RoutedFrame {
+    /// The headers the frame is published with (`Nats-Msg-Id` apart).
+    fn headers(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let mut headers = vec![(
+            HEADER_TOPICS,
+            serde_json::to_string(&self.topics).context("encoding topics")?,
+        )];
+        if self.to_all {
+            headers.push((HEADER_TO_ALL, "1".into()));
+        }
+        if self.resumable {
+            headers.push((HEADER_SESSION, self.upstream.session.clone()));
+            headers.push((HEADER_SEQ, self.upstream.seq.to_string()));
+            if let Some(url) = &self.upstream.resume_url {
+                headers.push((HEADER_RESUME_URL, url.clone()));
+            }
+            if let Some(acked) = self.acked {
+                headers.push((HEADER_ACKED, acked.to_string()));
+            }
+        }
+        if self.received_ms > 0 {
+            headers.push((HEADER_RECEIVED_MS, self.received_ms.to_string()));
+        }
+        Ok(headers)
+    }
+
+    /// `Nats-Msg-Id`: the upstream position, `:loss` for a loss `reset`.
+    fn message_id(&self) -> String {
+        let mut id = message_id(&self.upstream);
+        if self.loss {
+            id.push_str(":loss");
+        }
+        id
+    }
+
+    /// Bytes the frame takes on the wire (payload + headers, as NATS counts them against
+    /// its `max_payload`).
+    pub fn wire_len(&self) -> usize {
+        let header_line = |name: &str, value: &str| name.len() + value.len() + 4;
+        let headers: usize = self
+            .headers()
+            .map(|h| h.iter().map(|(k, v)| header_line(k, v)).sum())
+            .unwrap_or(0);
+        // `NATS/1.0\r\n` + the closing `\r\n`, and the message id header.
+        12 + headers + header_line("Nats-Msg-Id", &self.message_id()) + self.body.len()
+    }
 }
 
 /// A frame read back from the stream.
@@ -136,6 +191,8 @@ pub struct FrameStream {
     js: async_nats::jetstream::Context,
     stream: stream::Stream,
     subject: String,
+    /// What the stream is created with (again, by [`FrameStream::ensure`]).
+    config: stream::Config,
 }
 
 impl FrameStream {
@@ -158,14 +215,26 @@ impl FrameStream {
             ..Default::default()
         };
         let stream = js
-            .get_or_create_stream(config)
+            .get_or_create_stream(config.clone())
             .await
             .with_context(|| format!("opening the JetStream stream {}", settings.stream_name))?;
         Ok(FrameStream {
             js: js.clone(),
             stream,
             subject: settings.stream_subject.clone(),
+            config,
         })
+    }
+
+    /// Creates the stream again if it is gone (a NATS server that lost its store): the
+    /// link holder calls this at the start of each term, so a cluster recovers by itself
+    /// instead of failing every publish until its hosts are restarted.
+    pub async fn ensure(&self) -> anyhow::Result<()> {
+        self.js
+            .get_or_create_stream(self.config.clone())
+            .await
+            .with_context(|| format!("opening the JetStream stream {}", self.config.name))?;
+        Ok(())
     }
 
     /// Publishes `frame` and waits for the stream's acknowledgement.
@@ -181,28 +250,12 @@ impl FrameStream {
         frame: &RoutedFrame,
     ) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<Published>> + use<>> {
         let mut headers = HeaderMap::new();
-        let topics = serde_json::to_string(&frame.topics).context("encoding topics")?;
-        headers.insert(HEADER_TOPICS, topics.as_str());
-        if frame.to_all {
-            headers.insert(HEADER_TO_ALL, "1");
-        }
-        if frame.resumable {
-            headers.insert(HEADER_SESSION, frame.upstream.session.as_str());
-            headers.insert(HEADER_SEQ, frame.upstream.seq.to_string().as_str());
-            if let Some(url) = &frame.upstream.resume_url {
-                headers.insert(HEADER_RESUME_URL, url.as_str());
-            }
-        }
-        if frame.received_ms > 0 {
-            headers.insert(HEADER_RECEIVED_MS, frame.received_ms.to_string().as_str());
-        }
-        let mut id = message_id(&frame.upstream);
-        if frame.loss {
-            id.push_str(":loss");
+        for (name, value) in frame.headers()? {
+            headers.insert(name, value.as_str());
         }
         let message = PublishMessage::build()
             .headers(headers)
-            .message_id(id)
+            .message_id(frame.message_id())
             .payload(frame.body.clone());
         let ack = self
             .js
@@ -220,16 +273,54 @@ impl FrameStream {
         })
     }
 
+    /// Whether this host's NATS connection is up now. A publish made while it is down is
+    /// queued by the client and may be stored much later, after a reconnect.
+    pub fn connected(&self) -> bool {
+        self.js.client().connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// How many times this host's NATS connection was established (the first connect
+    /// included): it moves on every reconnect, however short the outage was.
+    pub fn connection_generation(&self) -> u64 {
+        self.js
+            .client()
+            .statistics()
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The largest message NATS takes (its `max_payload`, 1 MiB unless configured).
+    pub fn max_message_bytes(&self) -> usize {
+        self.js.client().max_payload()
+    }
+
+    /// When the stream was created (ns since the Unix epoch) and its last sequence: a
+    /// stream created again (NATS lost its store) has another creation time, whatever its
+    /// sequences are by then.
+    pub async fn incarnation(&self) -> anyhow::Result<(i128, u64)> {
+        let info = self.stream.get_info().await.context("stream info")?;
+        Ok((
+            info.created.unix_timestamp_nanos(),
+            info.state.last_sequence,
+        ))
+    }
+
     /// First and last retained sequences (`first > last` when the stream holds nothing).
     pub async fn bounds(&self) -> anyhow::Result<(u64, u64)> {
         let info = self.stream.get_info().await.context("stream info")?;
         Ok((info.state.first_sequence, info.state.last_sequence))
     }
 
-    /// The upstream position of the stream's newest frame that has one (app events have
-    /// none), looking back at most [`POSITION_LOOKBACK`] frames; `None` when the stream
-    /// is empty or holds no upstream position that recent. This is where a new link
-    /// holder resumes the upstream. Returns the frame's sequence too.
+    /// Where a new link holder resumes the upstream: the upstream position of the stream's
+    /// newest frame that has one (app events have none), looking back at most
+    /// [`POSITION_LOOKBACK`] frames — or, when that frame says through which seq its
+    /// publisher knew its frames stored (`Gateway-Upstream-Acked`), that older seq. A
+    /// publisher sends a batch before awaiting its acks; if its NATS connection breaks
+    /// mid-batch, a frame can be lost while later ones of the batch, still queued in the
+    /// client, are stored after the reconnect. Resuming from the acked seq has the
+    /// upstream replay the whole batch: the lost frames are stored then, and the others
+    /// are duplicates the stream drops. `None` when the stream is empty or holds no upstream
+    /// position that recent. Returns the frame's sequence too.
     pub async fn last_position(&self) -> anyhow::Result<Option<(u64, Option<ResumePoint>)>> {
         let (first, last) = self.bounds().await?;
         if last == 0 || first > last {
@@ -240,13 +331,18 @@ impl FrameStream {
         while seq >= stop {
             match self.stream.get_raw_message(seq).await {
                 Ok(message) => {
-                    if let Some(point) = upstream_of(&message.headers) {
+                    if let Some(mut point) = upstream_of(&message.headers) {
+                        if let Some(acked) = acked_of(&message.headers) {
+                            point.seq = point.seq.min(acked);
+                        }
                         return Ok(Some((seq, Some(point))));
                     }
                 }
-                // Deleted or discarded meanwhile: look further back.
-                Err(e) if seq > first => {
-                    tracing::debug!(seq, error = %e, "no frame at this sequence")
+                // Deleted or discarded meanwhile: look further back. Any other error
+                // (a timeout, a lost connection) is an error: taking it for "no frame"
+                // would resume the upstream from an older position, or from none.
+                Err(e) if seq > first && e.kind() == RawMessageErrorKind::NoMessageFound => {
+                    tracing::debug!(seq, "no frame at this sequence")
                 }
                 Err(e) => {
                     return Err(
@@ -380,6 +476,10 @@ fn upstream_of(headers: &HeaderMap) -> Option<ResumePoint> {
         seq,
         resume_url,
     })
+}
+
+fn acked_of(headers: &HeaderMap) -> Option<u64> {
+    headers.get(HEADER_ACKED)?.as_str().parse().ok()
 }
 
 fn frame_of(seq: u64, headers: Option<&HeaderMap>, body: Bytes) -> StreamFrame {

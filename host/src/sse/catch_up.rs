@@ -30,6 +30,8 @@ use crate::cluster::stream::{FrameStream, ReadError, ReadItem, StartAt, StreamFr
 const CATCH_UP_POLL: Duration = Duration::from_millis(100);
 /// Back-off of the hub's feed after its reader failed.
 const FEED_RETRY: Duration = Duration::from_millis(250);
+/// How often the hub's feed looks at the NATS connection.
+const CONNECTION_CHECK: Duration = Duration::from_millis(100);
 
 /// `cause` of a reset for frames the stream's limits discarded.
 pub const CAUSE_STREAM_LIMITS: &str = "stream_limits";
@@ -54,6 +56,8 @@ pub struct CatchUp {
     have: u64,
     subscriber: Option<Subscriber>,
     reader: Option<crate::cluster::stream::FrameReader>,
+    /// The NATS connection generation the reader was opened on.
+    generation: u64,
     last_event_id: String,
 }
 
@@ -71,6 +75,7 @@ impl CatchUp {
             have,
             subscriber: Some(subscriber),
             reader: None,
+            generation: 0,
             last_event_id: last_event_id.to_string(),
         }
     }
@@ -86,7 +91,12 @@ impl CatchUp {
             Err(subscriber) => self.subscriber = Some(subscriber),
         }
         if self.reader.is_none() {
-            match self.stream.read(StartAt::Sequence(self.have + 1)).await {
+            self.generation = self.stream.connection_generation();
+            match self
+                .stream
+                .read(StartAt::Sequence(self.have.saturating_add(1)))
+                .await
+            {
                 Ok(reader) => self.reader = Some(reader),
                 Err(ReadError::Ahead { last, .. }) => return self.unplaceable(last),
                 Err(ReadError::Zero) => return self.unplaceable(0),
@@ -99,6 +109,12 @@ impl CatchUp {
         let Some(reader) = self.reader.as_mut() else {
             return Step::End;
         };
+        // A reader that lived through a lost NATS connection may wait tens of seconds and
+        // then skip frames (see `feed_from_stream`): end the response; the client resumes.
+        if !self.stream.connected() || self.stream.connection_generation() != self.generation {
+            tracing::warn!("a resuming client's NATS connection went down; ending its response");
+            return Step::End;
+        }
         match reader.next_within(CATCH_UP_POLL).await {
             Ok(None) => Step::Idle,
             Ok(Some(ReadItem::Frame(f))) => {
@@ -202,22 +218,47 @@ fn bus_event_of(f: &StreamFrame) -> Option<BusEvent> {
     })
 }
 
-/// The hub's feed in cluster mode: every frame of the stream, in order, from the next one
-/// published. A reader failure is retried from the frame after the last one taken; frames
-/// the stream discarded meanwhile become one `reset`. With `legacy`, each event is also
-/// handed to that bus (the legacy voice bridge), rebuilt from the stored envelope.
+/// The hub's feed in cluster mode: every frame of the stream, in order, from the first one
+/// after the stream's end when the feed starts. A reader failure is retried from the frame
+/// after the last one taken (never "new frames only": what was published while the reader
+/// was down would reach no live client); frames the stream discarded meanwhile become one
+/// `reset`. A stream whose sequences went back below this host's (re-created after NATS
+/// lost its store) restarts the hub's ids: open streams end and get a `reset` when they
+/// resume. With `legacy`, each event is also handed to that bus (the legacy voice
+/// bridge), rebuilt from the stored envelope.
 pub async fn feed_from_stream(hub: StreamHub, stream: FrameStream, legacy: Option<Bus>) {
-    let mut start = StartAt::New;
+    let (mut created, mut start) = loop {
+        match stream.incarnation().await {
+            Ok((created, last)) => break (created, StartAt::Sequence(last.saturating_add(1))),
+            Err(e) => {
+                hub.set_stream_ok(false);
+                tracing::warn!(error = %e, "cannot read the cluster stream's bounds; retrying");
+                tokio::time::sleep(FEED_RETRY).await;
+            }
+        }
+    };
     loop {
+        // The stream this host read may be gone and created again meanwhile: its new
+        // sequences would be taken for the old ones.
+        match stream.incarnation().await {
+            Ok((now, _)) if now != created => {
+                created = now;
+                restart_ids(&hub, "the cluster stream was created again");
+                start = StartAt::Sequence(1);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                hub.set_stream_ok(false);
+                tracing::warn!(error = %e, "cannot read the cluster stream; retrying");
+                tokio::time::sleep(FEED_RETRY).await;
+                continue;
+            }
+        }
         let mut reader = match stream.read(start).await {
             Ok(reader) => reader,
-            Err(ReadError::Ahead { requested, last }) => {
-                tracing::error!(
-                    requested,
-                    last,
-                    "the cluster stream is behind this host (was it re-created?); reading new frames"
-                );
-                start = StartAt::New;
+            Err(ReadError::Ahead { .. }) => {
+                restart_ids(&hub, "the cluster stream is behind this host");
+                start = StartAt::Sequence(1);
                 continue;
             }
             Err(e) => {
@@ -228,8 +269,27 @@ pub async fn feed_from_stream(hub: StreamHub, stream: FrameStream, legacy: Optio
             }
         };
         hub.set_stream_ok(true);
+        // The NATS client's ordered consumer recovers from a lost connection by itself, but
+        // only after missed heartbeats (tens of seconds), and at the next sequence it
+        // expected whatever became of the stream (re-created: its new frames below that are
+        // skipped). So a connection that went down and came back reopens the reader here,
+        // through `read`, which places the sequence against the stream's bounds again.
+        let mut check = tokio::time::interval(CONNECTION_CHECK);
+        let generation = stream.connection_generation();
         loop {
-            match reader.next().await {
+            let item = tokio::select! {
+                item = reader.next() => item,
+                _ = check.tick() => {
+                    if !stream.connected() {
+                        hub.set_stream_ok(false);
+                    } else if stream.connection_generation() != generation {
+                        tracing::info!("the NATS connection was re-established; reopening the cluster stream reader");
+                        break;
+                    }
+                    continue;
+                }
+            };
+            match item {
                 Some(Ok(ReadItem::Frame(f))) => {
                     start = StartAt::Sequence(f.seq + 1);
                     if let Some(bus) = &legacy
@@ -264,4 +324,14 @@ pub async fn feed_from_stream(hub: StreamHub, stream: FrameStream, legacy: Optio
         hub.set_stream_ok(false);
         tokio::time::sleep(FEED_RETRY).await;
     }
+}
+
+/// The stream's sequences started again: the hub forgets its ring and ends open streams.
+fn restart_ids(hub: &StreamHub, why: &str) {
+    let ended = hub.restart_ids();
+    metrics::counter!("gateway_cluster_stream_restarts_total").increment(1);
+    tracing::error!(
+        streams_ended = ended,
+        "{why} (NATS lost its store?): event ids start again; open streams end and get a reset when they resume"
+    );
 }

@@ -245,6 +245,9 @@ fn sanitize_line(s: &str) -> String {
 pub const CAUSE_UNPLACEABLE: &str = "unplaceable_id";
 /// `cause` of a reset announcing events the upstream lost (a seq gap, a new session).
 pub const CAUSE_UPSTREAM_LOSS: &str = "upstream_loss";
+/// `cause` of a reset standing for an event too large for the cluster stream (NATS's
+/// `max_payload`): its subscribers learn they missed it instead of missing it silently.
+pub const CAUSE_TOO_LARGE: &str = "too_large";
 /// `cause` of a reset announcing events the host lost (the hub fell behind the bus).
 pub const CAUSE_HUB_LAG: &str = "hub_lag";
 

@@ -114,6 +114,8 @@ struct Inner {
     per_user: Mutex<HashMap<String, usize>>,
     next_subscriber: AtomicU64,
     lagged: AtomicU64,
+    /// Cluster mode: times the stream's sequences started again ([`StreamHub::restart_ids`]).
+    id_restarts: AtomicU64,
     shutdown: watch::Sender<bool>,
     /// `gateway_sse_replay_bytes`, resolved once (setting it is one atomic store).
     replay_bytes: metrics::Gauge,
@@ -223,7 +225,8 @@ impl StreamHub {
     }
 
     /// Cluster mode: start the hub fed by the cluster's stream of routed frames (from the
-    /// next frame published); ids are stream sequences. Needs a tokio runtime.
+    /// first frame after the stream's end at start); ids are stream sequences. Needs a
+    /// tokio runtime.
     /// `legacy`: a bus to hand each event to as well (the legacy voice bridge's).
     pub fn start_cluster(
         stream: crate::cluster::stream::FrameStream,
@@ -231,11 +234,15 @@ impl StreamHub {
         legacy: Option<Bus>,
     ) -> StreamHub {
         let hub = StreamHub::new(frame::CLUSTER_EPOCH, settings, Some(stream.clone()));
-        tokio::spawn(super::catch_up::feed_from_stream(
-            hub.clone(),
-            stream,
-            legacy,
-        ));
+        let feed = super::catch_up::feed_from_stream(hub.clone(), stream, legacy);
+        let mut stopped = hub.inner.shutdown.subscribe();
+        // The feed (and its NATS consumer) ends with the hub's shutdown.
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = feed => {}
+                _ = stopped.wait_for(|s| *s) => {}
+            }
+        });
         hub
     }
 
@@ -260,6 +267,7 @@ impl StreamHub {
                 per_user: Mutex::new(HashMap::new()),
                 next_subscriber: AtomicU64::new(0),
                 lagged: AtomicU64::new(0),
+                id_restarts: AtomicU64::new(0),
                 shutdown: watch::channel(false).0,
                 replay_bytes: metrics::gauge!("gateway_sse_replay_bytes"),
                 latency: Arc::new(LatencyWindow::default()),
@@ -321,6 +329,28 @@ impl StreamHub {
         let n = state.subscribers.len();
         state.subscribers.clear();
         n
+    }
+
+    /// Cluster mode: the stream was re-created (a NATS server that lost its store) and its
+    /// sequences start again below this hub's. Forget the ring and end every open stream:
+    /// their ids belong to the old stream, so they come back, cannot be placed, and get a
+    /// `reset` instead of being mixed with the new stream's ids. Returns how many ended.
+    pub(super) fn restart_ids(&self) -> usize {
+        let mut state = self.inner.state.lock();
+        state.ring.clear();
+        state.next_seq = 1;
+        let n = state.subscribers.len();
+        state.subscribers.clear();
+        drop(state);
+        self.inner.replay_bytes.set(0.0);
+        self.inner.id_restarts.fetch_add(1, Ordering::Relaxed);
+        n
+    }
+
+    /// Cluster mode: how many times the stream was found re-created and the ids started
+    /// again.
+    pub fn id_restarts(&self) -> u64 {
+        self.inner.id_restarts.load(Ordering::Relaxed)
     }
 
     /// Tell every stream to end (graceful shutdown).

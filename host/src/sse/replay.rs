@@ -52,6 +52,12 @@ impl ReplayRing {
         }
     }
 
+    /// Forget every frame (cluster mode: the stream's sequences started again).
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.bytes = 0;
+    }
+
     /// Bytes held (as counted by [`Frame::cost`]).
     pub fn bytes(&self) -> usize {
         self.bytes
