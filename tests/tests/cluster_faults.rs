@@ -6,7 +6,8 @@
 //!   publisher for good, and every later `202` went nowhere).
 //! * A batch cut in the middle (a frame lost, later ones of the batch stored) is replayed
 //!   whole by the next link holder (before: it resumed after the newest stored frame, and
-//!   the lost frames were gone without a `reset`).
+//!   the lost frames were gone without a `reset`), and the replayed frames the stream holds
+//!   already are not stored again, even past its de-duplication window.
 //! * An event larger than NATS's `max_payload` becomes a `too_large` reset and the events
 //!   after it flow (before: every holder failed on it, stepped away and met it again on the
 //!   resume, for ever).
@@ -174,6 +175,47 @@ async fn a_batch_cut_in_the_middle_is_replayed_whole_by_the_next_holder() -> any
     let counts = upstream_counts(&stream, |c| c.len() >= 11).await?;
     assert_eq!(counts.get(&11), Some(&1));
     assert_eq!(counts.values().sum::<usize>(), 11, "{counts:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_resuming_after_the_deduplication_window_stores_nothing_twice()
+-> anyhow::Result<()> {
+    const WINDOW: Duration = Duration::from_secs(1);
+    let nats = NatsServer::start()?;
+    let sim = start_sim().await?;
+    sim.control().emit(10);
+    let (session, _) = sim.control().session();
+    let mut settings = fast_cluster(&nats.url(), "test");
+    settings.duplicate_window = WINDOW;
+    let connection = gateway_host::cluster::connect(&nats.url(), Duration::from_secs(5)).await?;
+    let stream = FrameStream::open(&connection.jetstream, &settings).await?;
+    // A holder's whole term, every batch stored: 1..6 one by one, then 7..10 in one batch.
+    for seq in 1..=10 {
+        let acked = match seq {
+            1 => None,
+            2..=7 => Some(seq - 1),
+            _ => Some(6),
+        };
+        stream.publish(&frame(&session, seq, acked)).await?;
+    }
+    // A quiet upstream: the last batch is older than the stream's de-duplication window
+    // when the next holder replays it, so only the holder itself can keep it out.
+    tokio::time::sleep(WINDOW + Duration::from_millis(500)).await;
+    let host = ClusterHost::start(&nats.url(), &sim, "host-a", |c| {
+        if let Some(cluster) = c.cluster.as_mut() {
+            cluster.duplicate_window = WINDOW;
+        }
+    })
+    .await?;
+    wait_one_holder(&[&host]).await?;
+    sim.control().emit(1);
+    let counts = upstream_counts(&stream, |c| c.contains_key(&11)).await?;
+    assert_eq!(
+        counts,
+        (1..=11).map(|seq| (seq, 1)).collect::<BTreeMap<_, _>>(),
+        "the replayed batch (7..10) was not stored again"
+    );
     Ok(())
 }
 

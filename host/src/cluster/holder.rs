@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::lease::ResumePoint;
-use super::stream::FrameStream;
+use super::stream::{FrameStream, Resume};
 use crate::bus::Bus;
 use crate::link::{self, LinkHandle};
 use crate::policy::Policies;
@@ -136,9 +136,9 @@ impl Term {
         set_resume: &(impl Fn(ResumePoint) + Send + Sync),
     ) -> End {
         // Where to resume, read before the link starts; leadership may end meanwhile.
-        let position = tokio::select! {
+        let resume = tokio::select! {
             read = self.resume_position() => match read {
-                Ok(position) => position,
+                Ok(resume) => resume,
                 Err(e) => {
                     tracing::warn!(error = %e, "holding the lease but cannot read the stream's last frame; not starting the link");
                     return End::Failed;
@@ -147,6 +147,7 @@ impl Term {
             _ = leader.wait_for(|l| !*l) => return End::Lost,
             _ = stop.wait_for(|s| *s) => return End::Stop,
         };
+        let position = resume.point.clone();
         let bus = Bus::new();
         let sub = bus.subscribe(BUS_CAPACITY);
         let link = match self.start_link(bus, position.clone()) {
@@ -168,7 +169,7 @@ impl Term {
             self.policies.clone(),
             self.stream.clone(),
             set_resume,
-            position,
+            resume,
             resume_url,
         );
         let ended = tokio::select! {
@@ -193,13 +194,9 @@ impl Term {
     }
 
     /// The stream (created again if NATS lost it) and the upstream position to resume.
-    async fn resume_position(&self) -> anyhow::Result<Option<ResumePoint>> {
+    async fn resume_position(&self) -> anyhow::Result<Resume> {
         self.stream.ensure().await?;
-        Ok(self
-            .stream
-            .last_position()
-            .await?
-            .and_then(|(_, point)| point))
+        self.stream.resume().await
     }
 
     fn start_link(&self, bus: Bus, position: Option<ResumePoint>) -> anyhow::Result<LinkHandle> {

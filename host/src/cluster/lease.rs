@@ -19,7 +19,7 @@
 //! The lease value names the holder and carries the last upstream position the holder
 //! reported ([`LeaseHandle::set_resume`]), written at each renewal: observability, and the
 //! resume point after a graceful handover. The authoritative resume point after a crash is
-//! the stream's last frame ([`super::stream::FrameStream::last_position`]), which survives
+//! the stream's newest frames ([`super::stream::FrameStream::resume`]), which survive
 //! the lease's expiry.
 
 use std::sync::Arc;

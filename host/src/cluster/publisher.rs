@@ -12,18 +12,19 @@
 //! ends the publisher: the holder then steps away from the link rather than route events
 //! it could not store. Every frame says through which upstream seq the publisher knew its
 //! frames stored when it sent it (`Gateway-Upstream-Acked`): the next holder resumes from
-//! there, so a batch cut in the middle by a broken connection is replayed whole
-//! ([`FrameStream::last_position`]). After each acknowledged batch the upstream position
-//! goes into the lease (observability).
+//! there, so a batch cut in the middle by a broken connection is replayed whole, and it
+//! skips the replayed events the stream holds already ([`FrameStream::resume`]). After
+//! each acknowledged batch the upstream position goes into the lease (observability).
 //!
 //! An event too large for the stream (NATS's `max_payload`) is stored as a `reset`
 //! (cause `too_large`) for the same topics, in its place: storing it would fail, and a
 //! holder that stepped away from it would meet it again on the resume, for ever.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::lease::ResumePoint;
-use super::stream::{FrameStream, RoutedFrame};
+use super::stream::{FrameStream, Resume, RoutedFrame};
 use crate::bus::{BusEvent, RecvError, Subscription};
 use crate::policy::{Policies, RouteDecision};
 use crate::sse::frame::{self, stored_body, stored_loss_body};
@@ -45,17 +46,22 @@ pub enum Stopped {
     Publish(anyhow::Error),
 }
 
-/// Routes and publishes every upstream event of `sub` until an error. `resumed_from`: the
-/// position the link resumed from (known stored), if any.
+/// Routes and publishes every upstream event of `sub` until an error. `resumed`: where the
+/// link resumed from (known stored) and the replayed events the stream holds already
+/// (skipped, not published again).
 pub async fn run(
     mut sub: Subscription,
     policies: Arc<Policies>,
     stream: FrameStream,
     set_resume: impl Fn(ResumePoint),
-    resumed_from: Option<ResumePoint>,
+    resumed: Resume,
     resume_url: impl Fn() -> Option<String>,
 ) -> Stopped {
-    let mut stored = resumed_from;
+    let Resume {
+        point: mut stored,
+        stored: mut already,
+    } = resumed;
+    let session = stored.as_ref().map(|p| p.session.clone());
     loop {
         let first = match sub.recv().await {
             Ok(event) => event,
@@ -69,6 +75,10 @@ pub async fn run(
                 _ => break,
             }
         }
+        let last = batch.last().cloned();
+        if !already.is_empty() {
+            skip_stored(&mut batch, session.as_deref(), &mut already);
+        }
         let mut frames = route(&policies, &batch, true, resume_url()).await;
         for f in &mut frames {
             f.acked = stored
@@ -80,7 +90,7 @@ pub async fn run(
         if let Err(e) = publish_all(&stream, &frames).await {
             return Stopped::Publish(e);
         }
-        if let Some(last) = batch.last() {
+        if let Some(last) = last {
             let point = ResumePoint {
                 session: last.session_id.to_string(),
                 seq: last.seq,
@@ -89,6 +99,27 @@ pub async fn run(
             stored = Some(point.clone());
             set_resume(point);
         }
+    }
+}
+
+/// Drops from `batch` the replayed events of `session` the stream holds already (taking
+/// them out of `already`; once the replay is past them all, `already` is emptied).
+fn skip_stored(batch: &mut Vec<Arc<BusEvent>>, session: Option<&str>, already: &mut BTreeSet<u64>) {
+    let before = batch.len();
+    batch.retain(|e| !(Some(&*e.session_id) == session && already.remove(&e.seq)));
+    let past = batch.last().is_some_and(|e| {
+        Some(&*e.session_id) != session || already.last().is_none_or(|max| e.seq > *max)
+    });
+    if past {
+        already.clear();
+    }
+    let skipped = before - batch.len();
+    if skipped > 0 {
+        metrics::counter!("gateway_cluster_frames_duplicate_total").increment(skipped as u64);
+        tracing::info!(
+            skipped,
+            "replayed events the stream holds already were not published again (a resume after a failover)"
+        );
     }
 }
 

@@ -19,6 +19,7 @@
 //!   lagged. SSE turns a gap into `reset`. A start beyond the end of the stream is refused
 //!   ([`ReadError::Ahead`]): that id was never issued by this stream.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -150,6 +151,15 @@ pub struct Published {
     pub seq: u64,
     /// The stream already had this upstream session + seq: nothing was stored.
     pub duplicate: bool,
+}
+
+/// Where a new link holder resumes ([`FrameStream::resume`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// The upstream position to resume from; `None`: the stream holds none.
+    pub point: Option<ResumePoint>,
+    /// Upstream seqs (in `point`'s session) after `point` that the stream holds already.
+    pub stored: BTreeSet<u64>,
 }
 
 /// Where a reader starts.
@@ -311,17 +321,78 @@ impl FrameStream {
         Ok((info.state.first_sequence, info.state.last_sequence))
     }
 
-    /// Where a new link holder resumes the upstream: the upstream position of the stream's
-    /// newest frame that has one (app events have none), looking back at most
-    /// [`POSITION_LOOKBACK`] frames — or, when that frame says through which seq its
-    /// publisher knew its frames stored (`Gateway-Upstream-Acked`), that older seq. A
-    /// publisher sends a batch before awaiting its acks; if its NATS connection breaks
-    /// mid-batch, a frame can be lost while later ones of the batch, still queued in the
-    /// client, are stored after the reconnect. Resuming from the acked seq has the
-    /// upstream replay the whole batch: the lost frames are stored then, and the others
-    /// are duplicates the stream drops. `None` when the stream is empty or holds no upstream
-    /// position that recent. Returns the frame's sequence too.
+    /// The upstream position of the stream's newest frame that has one (app events have
+    /// none), looking back at most [`POSITION_LOOKBACK`] frames; `None` when the stream
+    /// is empty, `Some((last, None))` when it holds no upstream position that recent.
+    /// Returns the frame's sequence too.
     pub async fn last_position(&self) -> anyhow::Result<Option<(u64, Option<ResumePoint>)>> {
+        let mut found = None;
+        let last = self
+            .walk_back(|seq, headers| match upstream_of(headers) {
+                Some(point) => {
+                    found = Some((seq, Some(point)));
+                    false
+                }
+                None => true,
+            })
+            .await?;
+        Ok(found.or(last.map(|last| (last, None))))
+    }
+
+    /// Where a new link holder resumes the upstream, and what it must not store again.
+    ///
+    /// A publisher sends a batch before awaiting its acks; if its NATS connection breaks
+    /// mid-batch, a frame can be lost while later ones of the batch, still queued in the
+    /// client, are stored after the reconnect. So the resume point is not the newest
+    /// frame's position but the seq its publisher knew stored when it sent it
+    /// (`Gateway-Upstream-Acked`): the upstream replays that one batch, and the lost frames
+    /// are stored then. The batch's frames that *are* stored come back in
+    /// [`Resume::stored`]: the new holder skips them (the stream's de-duplication window
+    /// alone would not do when they were stored longer ago than the window).
+    pub async fn resume(&self) -> anyhow::Result<Resume> {
+        let mut newest: Option<ResumePoint> = None;
+        let mut from = 0u64;
+        let mut stored = BTreeSet::new();
+        self.walk_back(|_, headers| {
+            let Some(point) = upstream_of(headers) else {
+                return true; // an app event
+            };
+            match &newest {
+                None => {
+                    from = acked_of(headers).map_or(point.seq, |a| a.min(point.seq));
+                    let more = from < point.seq;
+                    if more {
+                        stored.insert(point.seq);
+                    }
+                    newest = Some(point);
+                    more
+                }
+                Some(n) if point.session == n.session && point.seq > from => {
+                    stored.insert(point.seq);
+                    true
+                }
+                Some(_) => false,
+            }
+        })
+        .await?;
+        Ok(Resume {
+            point: newest.map(|mut p| {
+                p.seq = from;
+                p
+            }),
+            stored,
+        })
+    }
+
+    /// Visits the stream's frames from the newest back, at most [`POSITION_LOOKBACK`] of
+    /// them, until `visit` returns false. A frame gone meanwhile is skipped; any other read
+    /// error (a timeout, a lost connection) is an error: taking it for "no frame" would
+    /// resume the upstream from an older position, or from none. Returns the stream's last
+    /// sequence (`None`: empty).
+    async fn walk_back(
+        &self,
+        mut visit: impl FnMut(u64, &HeaderMap) -> bool,
+    ) -> anyhow::Result<Option<u64>> {
         let (first, last) = self.bounds().await?;
         if last == 0 || first > last {
             return Ok(None);
@@ -331,16 +402,10 @@ impl FrameStream {
         while seq >= stop {
             match self.stream.get_raw_message(seq).await {
                 Ok(message) => {
-                    if let Some(mut point) = upstream_of(&message.headers) {
-                        if let Some(acked) = acked_of(&message.headers) {
-                            point.seq = point.seq.min(acked);
-                        }
-                        return Ok(Some((seq, Some(point))));
+                    if !visit(seq, &message.headers) {
+                        break;
                     }
                 }
-                // Deleted or discarded meanwhile: look further back. Any other error
-                // (a timeout, a lost connection) is an error: taking it for "no frame"
-                // would resume the upstream from an older position, or from none.
                 Err(e) if seq > first && e.kind() == RawMessageErrorKind::NoMessageFound => {
                     tracing::debug!(seq, "no frame at this sequence")
                 }
@@ -355,7 +420,7 @@ impl FrameStream {
             }
             seq -= 1;
         }
-        Ok(Some((last, None)))
+        Ok(Some(last))
     }
 
     /// Starts a reader at `start`.
