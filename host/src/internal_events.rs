@@ -137,10 +137,6 @@ async fn publish(
     authorize(&claims, &event)?;
     let trace_id = new_trace_id();
     let seq = state.seq.fetch_add(1, Ordering::Relaxed) + 1;
-    tracing::info!(
-        traceId = %trace_id, event = %event.kind, user = %claims.sub,
-        "app event published"
-    );
     let bus_event = Arc::new(BusEvent {
         session_id: state.session.clone(),
         seq,
@@ -171,6 +167,10 @@ async fn publish(
             }
         }
     }
+    tracing::info!(
+        traceId = %trace_id, event = %event.kind, user = %claims.sub,
+        "app event published"
+    );
     metrics::counter!("gateway_internal_events_total").increment(1);
     let body = json!({"version": "1.0", "accepted": true, "type": event.kind, "traceId": trace_id});
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())

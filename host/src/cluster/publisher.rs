@@ -57,11 +57,13 @@ pub async fn run(
     resumed: Resume,
     resume_url: impl Fn() -> Option<String>,
 ) -> Stopped {
+    // `acked`: the newest position known stored (each frame says it); `already`: replayed
+    // events the stream holds from before this term.
     let Resume {
-        point: mut stored,
+        point: mut acked,
         stored: mut already,
     } = resumed;
-    let session = stored.as_ref().map(|p| p.session.clone());
+    let session = acked.as_ref().map(|p| p.session.clone());
     loop {
         let first = match sub.recv().await {
             Ok(event) => event,
@@ -81,7 +83,7 @@ pub async fn run(
         }
         let mut frames = route(&policies, &batch, true, resume_url()).await;
         for f in &mut frames {
-            f.acked = stored
+            f.acked = acked
                 .as_ref()
                 .filter(|s| s.session == f.upstream.session)
                 .map(|s| s.seq);
@@ -96,7 +98,7 @@ pub async fn run(
                 seq: last.seq,
                 resume_url: resume_url(),
             };
-            stored = Some(point.clone());
+            acked = Some(point.clone());
             set_resume(point);
         }
     }

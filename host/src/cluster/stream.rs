@@ -47,7 +47,7 @@ pub const HEADER_RESUME_URL: &str = "Gateway-Resume-Url";
 pub const HEADER_RECEIVED_MS: &str = "Gateway-Received-Ms";
 /// Header: the upstream seq (same session) through which the publisher knew every frame it
 /// had sent was stored, when it sent this one. A new holder resumes from the newest frame's
-/// value, not from the newest frame itself (see [`FrameStream::last_position`]).
+/// value, not from the newest frame itself (see [`FrameStream::resume`]).
 pub const HEADER_ACKED: &str = "Gateway-Upstream-Acked";
 
 /// A routed frame, as the link holder publishes it.

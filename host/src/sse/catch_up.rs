@@ -222,31 +222,31 @@ fn bus_event_of(f: &StreamFrame) -> Option<BusEvent> {
 /// after the stream's end when the feed starts. A reader failure is retried from the frame
 /// after the last one taken (never "new frames only": what was published while the reader
 /// was down would reach no live client); frames the stream discarded meanwhile become one
-/// `reset`. A stream whose sequences went back below this host's (re-created after NATS
-/// lost its store) restarts the hub's ids: open streams end and get a `reset` when they
-/// resume. With `legacy`, each event is also handed to that bus (the legacy voice
-/// bridge), rebuilt from the stored envelope.
+/// `reset`. A stream created again (NATS lost its store: its creation time changed)
+/// restarts the hub's ids: open streams end and get a `reset` when they resume. With
+/// `legacy`, each event is also handed to that bus (the legacy voice bridge), rebuilt
+/// from the stored envelope.
 pub async fn feed_from_stream(hub: StreamHub, stream: FrameStream, legacy: Option<Bus>) {
-    let (mut created, mut start) = loop {
-        match stream.incarnation().await {
-            Ok((created, last)) => break (created, StartAt::Sequence(last.saturating_add(1))),
-            Err(e) => {
-                hub.set_stream_ok(false);
-                tracing::warn!(error = %e, "cannot read the cluster stream's bounds; retrying");
-                tokio::time::sleep(FEED_RETRY).await;
-            }
-        }
-    };
+    // The stream's creation time when the feed first read it, and where to read next
+    // (set by that first look: the sequence after the stream's end).
+    let mut created = None;
+    let mut start = StartAt::New;
     loop {
         // The stream this host read may be gone and created again meanwhile: its new
         // sequences would be taken for the old ones.
         match stream.incarnation().await {
-            Ok((now, _)) if now != created => {
-                created = now;
-                restart_ids(&hub, "the cluster stream was created again");
-                start = StartAt::Sequence(1);
-            }
-            Ok(_) => {}
+            Ok((now, last)) => match created {
+                None => {
+                    created = Some(now);
+                    start = StartAt::Sequence(last.saturating_add(1));
+                }
+                Some(before) if before != now => {
+                    created = Some(now);
+                    restart_ids(&hub, "the cluster stream was created again");
+                    start = StartAt::Sequence(1);
+                }
+                Some(_) => {}
+            },
             Err(e) => {
                 hub.set_stream_ok(false);
                 tracing::warn!(error = %e, "cannot read the cluster stream; retrying");

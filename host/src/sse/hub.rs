@@ -331,8 +331,8 @@ impl StreamHub {
         n
     }
 
-    /// Cluster mode: the stream was re-created (a NATS server that lost its store) and its
-    /// sequences start again below this hub's. Forget the ring and end every open stream:
+    /// Cluster mode: the stream was created again (a NATS server that lost its store) and
+    /// its sequences start again. Forget the ring and end every open stream:
     /// their ids belong to the old stream, so they come back, cannot be placed, and get a
     /// `reset` instead of being mixed with the new stream's ids. Returns how many ended.
     pub(super) fn restart_ids(&self) -> usize {
