@@ -127,6 +127,27 @@ impl ClusterHost {
         .await
     }
 
+    /// `GET /api/stream` on this host for a viewer of every topic, resuming after
+    /// `last_event_id` if given; refused unless `200`.
+    pub async fn open_stream(
+        &self,
+        last_event_id: Option<&str>,
+    ) -> anyhow::Result<crate::sse_client::SseResponse> {
+        let auth = self.bearer("100000000000000001", &["*"]);
+        let mut headers = vec![("Authorization", auth.as_str())];
+        if let Some(id) = last_event_id {
+            headers.push(("Last-Event-ID", id));
+        }
+        let r = crate::sse_client::get(&self.addr, "/api/stream", &headers).await?;
+        anyhow::ensure!(
+            r.status == 200,
+            "stream refused on {}: {}",
+            self.id,
+            r.status
+        );
+        Ok(r)
+    }
+
     /// `Authorization` header value for `sub` granting `topics` and every command.
     pub fn bearer(&self, sub: &str, topics: &[&str]) -> String {
         format!("Bearer {}", crate::token_for(&self.auth, sub, topics))

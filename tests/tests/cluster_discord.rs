@@ -8,7 +8,6 @@ use std::time::Duration;
 use gateway_tests::cluster::{ClusterHost, wait_one_holder};
 use gateway_tests::discord::{CHANNEL, fast_discord_config, start_fake};
 use gateway_tests::nats::NatsServer;
-use gateway_tests::sse_client::get;
 use gateway_tests::wait_until;
 
 const T: Duration = Duration::from_secs(15);
@@ -59,14 +58,7 @@ async fn a_new_holder_resumes_the_discord_session_of_the_previous_one() -> anyho
     })
     .await?;
     let watcher = 1 - holder;
-    let auth = hosts[watcher].bearer("100000000000000001", &["*"]);
-    let mut client = get(
-        &hosts[watcher].addr,
-        "/api/stream",
-        &[("Authorization", auth.as_str())],
-    )
-    .await?;
-    assert_eq!(client.status, 200);
+    let mut client = hosts[watcher].open_stream(None).await?;
     let mut contents = Vec::new();
     let mut seqs = Vec::new();
     let mut names = Vec::new();

@@ -24,18 +24,11 @@ use gateway_host::cluster::stream::{FrameStream, ReadItem, RoutedFrame, StartAt}
 use gateway_tests::cluster::{ClusterHost, fast_cluster, wait_one_holder};
 use gateway_tests::commands::Request;
 use gateway_tests::nats::NatsServer;
-use gateway_tests::sse_client::{SseResponse, get};
+use gateway_tests::sse_client::SseResponse;
 use gateway_tests::{TOKEN, fast_link_config, start_sim, wait_until};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(15);
-
-async fn open(h: &ClusterHost) -> anyhow::Result<SseResponse> {
-    let auth = h.bearer("100000000000000001", &["*"]);
-    let r = get(&h.addr, "/api/stream", &[("Authorization", auth.as_str())]).await?;
-    anyhow::ensure!(r.status == 200, "stream refused: {}", r.status);
-    Ok(r)
-}
 
 /// The next event (name, data) on `r`, within `T` (heartbeats do not extend it).
 async fn next(r: &mut SseResponse) -> anyhow::Result<(String, Value)> {
@@ -106,7 +99,7 @@ async fn app_events_are_refused_while_nats_is_away_and_published_again_once_it_i
     .await?;
     host.wait_reading().await?;
     wait_one_holder(&[&host]).await?;
-    let mut sse = open(&host).await?;
+    let mut sse = host.open_stream(None).await?;
 
     let (status, _) = post_app_event(&host, "one").await?;
     assert_eq!(status, 202);
@@ -249,7 +242,7 @@ async fn an_event_too_large_for_the_stream_is_a_reset_and_the_events_after_it_fl
     let host = ClusterHost::start_upstream(&nats.url(), link, "host-a", |_| {}).await?;
     host.wait_reading().await?;
     wait_one_holder(&[&host]).await?;
-    let mut sse = open(&host).await?;
+    let mut sse = host.open_stream(None).await?;
     // Over NATS's default max_payload (1 MiB), under the link's frame limit.
     let big = sim.control().emit_padded(1_500_000);
     let last = sim.control().emit(3);
@@ -278,7 +271,7 @@ async fn a_nats_server_that_lost_its_store_gets_the_stream_back_and_the_hosts_se
         h.wait_reading().await?;
     }
     wait_one_holder(&[&a, &b]).await?;
-    let mut old = open(&b).await?;
+    let mut old = b.open_stream(None).await?;
     sim.control().emit(5);
     for _ in 0..5 {
         next(&mut old).await?;
@@ -305,8 +298,8 @@ async fn a_nats_server_that_lost_its_store_gets_the_stream_back_and_the_hosts_se
     })
     .await;
     assert!(ended.is_ok(), "the old stream did not end");
-    let mut on_a = open(&a).await?;
-    let mut on_b = open(&b).await?;
+    let mut on_a = a.open_stream(None).await?;
+    let mut on_b = b.open_stream(None).await?;
     let last = sim.control().emit(3);
     for sse in [&mut on_a, &mut on_b] {
         // The new holder may replay the upstream from its start (the new stream has no

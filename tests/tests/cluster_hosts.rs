@@ -8,22 +8,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use gateway_tests::cluster::{ClusterHost, wait_one_holder};
 use gateway_tests::nats::NatsServer;
-use gateway_tests::sse_client::{SseItem, SseResponse, get};
+use gateway_tests::sse_client::{SseItem, SseResponse};
 use gateway_tests::{start_sim, wait_until};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(15);
-
-async fn open(h: &ClusterHost, last_event_id: Option<&str>) -> anyhow::Result<SseResponse> {
-    let auth = h.bearer("100000000000000001", &["*"]);
-    let mut headers = vec![("Authorization", auth.as_str())];
-    if let Some(id) = last_event_id {
-        headers.push(("Last-Event-ID", id));
-    }
-    let r = get(&h.addr, "/api/stream", &headers).await?;
-    anyhow::ensure!(r.status == 200, "stream refused: {}", r.status);
-    Ok(r)
-}
 
 /// `(id, event name, data)` of the next `n` events.
 async fn read(r: &mut SseResponse, n: usize) -> anyhow::Result<Vec<(String, String, Value)>> {
@@ -82,7 +71,7 @@ async fn three_hosts_one_link_every_client_gets_every_event_once_in_the_same_ord
     .await?;
     let mut clients = Vec::new();
     for h in &hosts {
-        clients.push(open(h, None).await?);
+        clients.push(h.open_stream(None).await?);
     }
     let n = 300;
     sim.control().emit(n);
@@ -138,7 +127,7 @@ async fn a_client_resumes_on_another_host_from_the_stream_from_the_ring_and_from
     // A small ring: resuming from older ids must go to the stream.
     let (hosts, _) = three_hosts(&nats, &sim, |c| c.stream.replay_capacity = 20).await?;
     let (a, b, c) = (&hosts[0], &hosts[1], &hosts[2]);
-    let mut on_a = open(a, None).await?;
+    let mut on_a = a.open_stream(None).await?;
     sim.control().emit(100);
     let first = read(&mut on_a, 100).await.context("reading on A")?;
     drop(on_a);
@@ -150,7 +139,7 @@ async fn a_client_resumes_on_another_host_from_the_stream_from_the_ring_and_from
     .await?;
 
     // Older than B's ring (it holds the last 20): caught up from the stream, then live.
-    let mut on_b = open(b, Some(&base.to_string())).await?;
+    let mut on_b = b.open_stream(Some(&base.to_string())).await?;
     let next = read(&mut on_b, 100).await.context("catching up on B")?;
     assert_eq!(
         ids(&next),
@@ -168,12 +157,12 @@ async fn a_client_resumes_on_another_host_from_the_stream_from_the_ring_and_from
         c.hub.last_id().map(|id| id.seq) == Some(base + 105)
     })
     .await?;
-    let mut on_c = open(c, Some(&(base + 95).to_string())).await?;
+    let mut on_c = c.open_stream(Some(&(base + 95).to_string())).await?;
     let tail = read(&mut on_c, 10).await.context("from C's ring")?;
     assert_eq!(upstream_seqs(&tail), (196..=205).collect::<Vec<_>>());
 
     // An id the stream never issued: a reset, then live events.
-    let mut ahead = open(c, Some(&(base + 10_000).to_string())).await?;
+    let mut ahead = c.open_stream(Some(&(base + 10_000).to_string())).await?;
     let (id, name, data) = ahead
         .next_event(T)
         .await?
@@ -182,7 +171,7 @@ async fn a_client_resumes_on_another_host_from_the_stream_from_the_ring_and_from
     assert_eq!(id, None);
     assert_eq!(data["cause"], "unplaceable_id");
     // The largest id there is (the sequence after it does not exist): the same answer.
-    let mut at_max = open(c, Some(&u64::MAX.to_string())).await?;
+    let mut at_max = c.open_stream(Some(&u64::MAX.to_string())).await?;
     let (_, name, data) = at_max
         .next_event(T)
         .await?
@@ -204,7 +193,7 @@ async fn a_graceful_holder_stop_hands_the_link_over_and_resumes_the_upstream_ses
     let sim = start_sim().await?;
     let (mut hosts, holder) = three_hosts(&nats, &sim, |_| {}).await?;
     let watcher = (holder + 1) % 3;
-    let mut client = open(&hosts[watcher], None).await?;
+    let mut client = hosts[watcher].open_stream(None).await?;
     sim.control().emit(50);
     let before = read(&mut client, 50).await?;
     let old = hosts.remove(holder);
@@ -238,7 +227,7 @@ async fn an_app_event_posted_on_one_host_reaches_sse_and_legacy_clients_on_the_o
     let (hosts, holder) = three_hosts(&nats, &sim, app_events_with_voice).await?;
     // Posted on a host that does not hold the link; watched on the other two.
     let (poster, sse_host, legacy_host) = ((holder + 1) % 3, holder, (holder + 2) % 3);
-    let mut sse = open(&hosts[sse_host], None).await?;
+    let mut sse = hosts[sse_host].open_stream(None).await?;
     let viewer = hosts[legacy_host]
         .bearer("100000000000000001", &["*"])
         .trim_start_matches("Bearer ")
@@ -299,7 +288,7 @@ async fn a_nats_restart_pauses_the_cluster_and_loses_nothing() -> anyhow::Result
     let (hosts, _) = three_hosts(&nats, &sim, |_| {}).await?;
     let mut clients = Vec::new();
     for h in &hosts {
-        clients.push(open(h, None).await?);
+        clients.push(h.open_stream(None).await?);
     }
     sim.control().emit(20);
     for c in &mut clients {
@@ -445,7 +434,7 @@ async fn a_component_loaded_on_one_host_is_live_on_all_three_within_seconds() ->
     let (hosts, holder) = three_hosts(&nats, &sim, |_| {}).await?;
     let mut clients = Vec::new();
     for h in &hosts {
-        clients.push(open(h, None).await?);
+        clients.push(h.open_stream(None).await?);
     }
     // Loaded through a host that does not hold the link (which is where routing happens).
     let loader = &hosts[(holder + 1) % 3];
